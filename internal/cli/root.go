@@ -1,0 +1,87 @@
+// Package cli implements the rampart command line. Each command lives in its
+// own file; this file wires them and maps errors to exit codes: 0 success,
+// 1 failure (including "the check found problems"), 2 usage error.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// Streams are the standard streams a command reads and writes.
+type Streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// ExitError carries an exit code out of a command. A nil Err means the
+// command has already printed what the user needs to see.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// usageError marks an error in how the command was called (exit code 2).
+func usageError(format string, args ...any) error {
+	return &ExitError{Code: 2, Err: fmt.Errorf(format, args...)}
+}
+
+// failed reports that the command ran and found problems it has printed
+// (exit code 1 with no further message).
+var failed = &ExitError{Code: 1}
+
+// NewRoot returns the root command with every subcommand attached.
+func NewRoot(s Streams) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "rampart",
+		Short:         "Rampart: network policy, workload identity and posture for Kubernetes",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(s.In)
+	root.SetOut(s.Out)
+	root.SetErr(s.Err)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError("%v", err) })
+	root.AddCommand(
+		newPolicyCmd(s),
+		newAuditCmd(s),
+		newGuardrailCmd(s),
+	)
+	return root
+}
+
+// Main runs the CLI with args and returns the process exit code.
+func Main(args []string, in io.Reader, out, errw io.Writer) int {
+	s := Streams{In: in, Out: out, Err: errw}
+	root := NewRoot(s)
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		if ee.Err != nil {
+			fmt.Fprintln(errw, "Error:", ee.Err)
+		}
+		return ee.Code
+	}
+	fmt.Fprintln(errw, "Error:", err)
+	// cobra reports unknown commands and bad arguments as plain errors.
+	if isCobraUsageError(err) {
+		return 2
+	}
+	return 1
+}
