@@ -1,0 +1,306 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rampartsec/rampart/internal/identity"
+	"github.com/rampartsec/rampart/internal/policy"
+)
+
+type traceOpts struct {
+	files                []string
+	from, to             string
+	port, protocol       string
+	httpMethod, httpPath string
+	httpHeaders          []string
+	output               string
+}
+
+func newPolicyTraceCmd(s Streams) *cobra.Command {
+	var o traceOpts
+	cmd := &cobra.Command{
+		Use:   "trace -f PATHS --from NS/POD|IP --to NS/POD|IP --port N|NAME",
+		Short: "Explain whether a flow is allowed and which policy decides",
+		Long: `Trace a flow through the resolved policy and print the verdict with, for the
+egress side of the source and the ingress side of the destination, what decided:
+the policy and rule, "not selected by any policy: allowed" or "selected by P, no
+rule allows: denied". --from and --to take NAMESPACE/NAME (or KIND/NAMESPACE/NAME),
+an IP address, or "host" or "world".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runTrace(cmd, s, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVarP(&o.files, "filename", "f", nil, "manifest files or directories, or - for stdin")
+	f.StringVar(&o.from, "from", "", "source: NAMESPACE/NAME, IP, host or world")
+	f.StringVar(&o.to, "to", "", "destination: NAMESPACE/NAME, IP, host or world")
+	f.StringVar(&o.port, "port", "", "destination port number or name (ICMP: the type; default echo request)")
+	f.StringVar(&o.protocol, "protocol", "TCP", "TCP, UDP, SCTP, ICMP or ICMPv6")
+	f.StringVar(&o.httpMethod, "http-method", "", "HTTP method, to evaluate L7 rules")
+	f.StringVar(&o.httpPath, "http-path", "", "HTTP path, to evaluate L7 rules")
+	f.StringSliceVar(&o.httpHeaders, "http-header", nil, "HTTP header \"Name: value\", to evaluate L7 rules")
+	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func runTrace(cmd *cobra.Command, s Streams, o traceOpts) error {
+	if o.from == "" || o.to == "" {
+		return usageError("--from and --to are required")
+	}
+	if o.output != "table" && o.output != "json" {
+		return usageError("unknown output format %q (want table or json)", o.output)
+	}
+	proto, err := policy.ParseProtocol(o.protocol)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	if o.port == "" && !proto.IsICMP() {
+		return usageError("--port is required for %s", proto)
+	}
+	repo, _, err := loadRepository(cmd.Context(), o.files, s.In, s.Err)
+	if err != nil {
+		return err
+	}
+	src, err := resolveSide(repo, o.from)
+	if err != nil {
+		return usageError("--from: %v", err)
+	}
+	dst, err := resolveSide(repo, o.to)
+	if err != nil {
+		return usageError("--to: %v", err)
+	}
+	pickAddrs(&src, &dst)
+	port, err := resolvePort(o.port, proto, dst)
+	if err != nil {
+		return usageError("--port: %v", err)
+	}
+	flow := policy.Flow{Src: src, Dst: dst, Proto: proto, Port: port}
+	if o.httpMethod != "" || o.httpPath != "" || len(o.httpHeaders) > 0 {
+		req := &policy.HTTPRequest{Method: o.httpMethod, Path: o.httpPath, Headers: http.Header{}}
+		if req.Method == "" {
+			req.Method = "GET"
+		}
+		if req.Path == "" {
+			req.Path = "/"
+		}
+		for _, h := range o.httpHeaders {
+			name, val, ok := strings.Cut(h, ":")
+			if !ok {
+				return usageError("--http-header %q: want \"Name: value\"", h)
+			}
+			http.Header(req.Headers).Add(strings.TrimSpace(name), strings.TrimSpace(val))
+		}
+		flow.HTTP = req
+	}
+	v := repo.Decide(flow)
+	if o.output == "json" {
+		return writeTraceJSON(s.Out, flow, v)
+	}
+	writeTraceTable(s.Out, flow, v)
+	return nil
+}
+
+// resolveSide turns a --from/--to value into a flow side.
+func resolveSide(repo *policy.Repository, ref string) (policy.Side, error) {
+	switch ref {
+	case "host", "world":
+		id, _ := identity.ReservedByName(ref)
+		return policy.Side{Identity: id}, nil
+	}
+	if a, err := netip.ParseAddr(ref); err == nil {
+		if e := repo.EndpointByAddr(a.String()); e != nil {
+			return policy.Side{Endpoint: e, Identity: e.Identity, Addr: a}, nil
+		}
+		return policy.Side{Identity: identity.Reserved(identity.World), Addr: a}, nil
+	}
+	e, err := repo.Lookup(ref)
+	if err != nil {
+		return policy.Side{}, err
+	}
+	return policy.Side{Endpoint: e, Identity: e.Identity}, nil
+}
+
+// pickAddrs gives endpoint sides without an explicit address one of the
+// family the other side uses (IPv4 first), so that CIDR rules can match
+// them.
+func pickAddrs(a, b *policy.Side) {
+	family := 4
+	for _, s := range []*policy.Side{a, b} {
+		if s.Addr.IsValid() && s.Addr.Is6() {
+			family = 6
+		}
+	}
+	for _, s := range []*policy.Side{a, b} {
+		if s.Addr.IsValid() || s.Endpoint == nil {
+			continue
+		}
+		if addr, ok := s.Endpoint.Addr(family); ok {
+			s.Addr = addr
+		} else if len(s.Endpoint.IPs) > 0 {
+			s.Addr = s.Endpoint.IPs[0]
+		}
+	}
+}
+
+func resolvePort(p string, proto policy.Protocol, dst policy.Side) (uint16, error) {
+	if p == "" {
+		if proto == policy.ICMPv6 {
+			return 128, nil
+		}
+		return 8, nil
+	}
+	if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+		return uint16(n), nil
+	}
+	if dst.Endpoint == nil {
+		return 0, fmt.Errorf("named port %q needs a workload destination", p)
+	}
+	np, ok := dst.Endpoint.NamedPorts[p]
+	if !ok {
+		return 0, fmt.Errorf("%s declares no port named %q", dst.Endpoint.Ref(), p)
+	}
+	if np.Proto != proto {
+		return 0, fmt.Errorf("port %q of %s is %s, not %s", p, dst.Endpoint.Ref(), np.Proto, proto)
+	}
+	return np.Port, nil
+}
+
+func verdictWord(allowed bool) string {
+	if allowed {
+		return "allowed"
+	}
+	return "denied"
+}
+
+func describeSide(s policy.Side) string {
+	var parts []string
+	if s.Endpoint != nil {
+		parts = append(parts, s.Endpoint.Kind)
+	}
+	if s.Identity != nil {
+		id := fmt.Sprintf("identity %d", s.Identity.ID)
+		if n := identity.ReservedName(s.Identity.ID); n != "" {
+			id += " " + n
+		}
+		parts = append(parts, id)
+	}
+	if s.Addr.IsValid() && s.Endpoint != nil {
+		parts = append(parts, s.Addr.String())
+	}
+	return fmt.Sprintf("%s (%s)", s, strings.Join(parts, ", "))
+}
+
+func writeTraceTable(w io.Writer, f policy.Flow, v policy.Verdict) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "FROM\t%s\n", describeSide(f.Src))
+	fmt.Fprintf(tw, "TO\t%s\n", describeSide(f.Dst))
+	fmt.Fprintf(tw, "PORT\t%s\n", portString(f.Proto, f.Port))
+	if f.HTTP != nil {
+		fmt.Fprintf(tw, "HTTP\t%s %s\n", f.HTTP.Method, f.HTTP.Path)
+	}
+	fmt.Fprintf(tw, "VERDICT\t%s\n", strings.ToUpper(verdictWord(v.Allowed)))
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, d := range []struct {
+		name string
+		side policy.Side
+		dec  policy.Decision
+	}{{"EGRESS", f.Src, v.Egress}, {"INGRESS", f.Dst, v.Ingress}} {
+		fmt.Fprintf(tw, "%s of %s\t%s\t%s\n", d.name, d.side, verdictWord(d.dec.Allowed), d.dec.Explain())
+		if r := d.dec.Rule; r != nil && r.Origin.File != "" {
+			fmt.Fprintf(tw, "\t\tat %s:%d\n", r.Origin.File, r.Origin.Line)
+		}
+	}
+	tw.Flush()
+}
+
+func portString(proto policy.Protocol, port uint16) string {
+	if proto.IsICMP() {
+		return fmt.Sprintf("%s type %d", proto, port)
+	}
+	return fmt.Sprintf("%d/%s", port, proto)
+}
+
+type traceJSON struct {
+	Verdict  string       `json:"verdict"`
+	From     sideJSON     `json:"from"`
+	To       sideJSON     `json:"to"`
+	Port     uint16       `json:"port"`
+	Protocol string       `json:"protocol"`
+	Egress   decisionJSON `json:"egress"`
+	Ingress  decisionJSON `json:"ingress"`
+}
+
+type sideJSON struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind,omitempty"`
+	Identity uint32 `json:"identity"`
+	IP       string `json:"ip,omitempty"`
+}
+
+type decisionJSON struct {
+	Verdict     string   `json:"verdict"`
+	Reason      string   `json:"reason"`
+	Explanation string   `json:"explanation"`
+	Policy      string   `json:"policy,omitempty"`
+	Rule        string   `json:"rule,omitempty"`
+	File        string   `json:"file,omitempty"`
+	Line        int      `json:"line,omitempty"`
+	SelectedBy  []string `json:"selectedBy,omitempty"`
+}
+
+var reasonNames = map[policy.Reason]string{
+	policy.NotSelected: "not-selected", policy.NotIsolated: "not-isolated", policy.AllowedByRule: "allowed-by-rule",
+	policy.DeniedByRule: "denied-by-rule", policy.DefaultDeny: "default-deny", policy.L7Denied: "l7-denied",
+	policy.Self: "self", policy.NotEndpoint: "not-endpoint",
+}
+
+func toSideJSON(s policy.Side) sideJSON {
+	out := sideJSON{Name: s.String()}
+	if s.Endpoint != nil {
+		out.Kind = s.Endpoint.Kind
+	}
+	if s.Identity != nil {
+		out.Identity = uint32(s.Identity.ID)
+	}
+	if s.Addr.IsValid() {
+		out.IP = s.Addr.String()
+	}
+	return out
+}
+
+func toDecisionJSON(d policy.Decision) decisionJSON {
+	out := decisionJSON{Verdict: verdictWord(d.Allowed), Reason: reasonNames[d.Reason], Explanation: d.Explain()}
+	if d.Rule != nil {
+		out.Policy, out.Rule, out.File, out.Line = d.Rule.Origin.Policy(), d.Rule.Origin.Path, d.Rule.Origin.File, d.Rule.Origin.Line
+	}
+	seen := map[string]bool{}
+	for _, o := range d.Selecting {
+		if !seen[o.Policy()] {
+			seen[o.Policy()] = true
+			out.SelectedBy = append(out.SelectedBy, o.Policy())
+		}
+	}
+	return out
+}
+
+func writeTraceJSON(w io.Writer, f policy.Flow, v policy.Verdict) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(traceJSON{
+		Verdict: verdictWord(v.Allowed), From: toSideJSON(f.Src), To: toSideJSON(f.Dst),
+		Port: f.Port, Protocol: f.Proto.String(),
+		Egress: toDecisionJSON(v.Egress), Ingress: toDecisionJSON(v.Ingress),
+	})
+}
