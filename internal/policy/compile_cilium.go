@@ -97,25 +97,30 @@ func (c *ciliumCompiler) origin(path string) Origin {
 	return Origin{Kind: c.obj.Kind, Namespace: c.ns, Name: c.obj.Name, Path: path, File: c.obj.Source.File, Line: c.obj.Line(path)}
 }
 
-// selector compiles a Cilium endpoint selector. In a namespaced policy a
-// selector that says nothing about the namespace is confined to the
-// policy's namespace; a peer selector naming reserved labels selects
-// reserved identities and is left alone.
+// selector compiles a Cilium endpoint selector as Cilium's CRD parser
+// does. A subject selector of a namespaced policy is always confined to the
+// policy's namespace. A peer selector naming reserved labels selects
+// reserved identities and is left alone; one that names neither the
+// namespace nor namespace labels is confined to the policy's namespace;
+// every other peer selector selects endpoints only.
 func (c *ciliumCompiler) selector(ls *metav1.LabelSelector, peer bool) (labels.Selector, error) {
 	sel, err := labels.FromLabelSelector(ls, labels.CiliumKey)
 	if err != nil {
 		return sel, err
 	}
-	if peer && sel.HasKeyPrefix(labels.ReservedPrefix) {
+	if !peer {
+		if c.ns != "" {
+			sel = sel.With(nsRequirement(c.ns))
+		}
 		return sel, nil
 	}
-	if c.ns != "" && !sel.HasKey(labels.NamespaceKey) {
+	if sel.HasKeyPrefix(labels.ReservedPrefix) {
+		return sel, nil
+	}
+	if c.ns != "" && !sel.HasKey(labels.NamespaceKey) && !sel.HasKeyPrefix(labels.NamespaceLabelPrefix) {
 		sel = sel.With(nsRequirement(c.ns))
 	}
-	if peer {
-		sel = sel.With(isEndpoint)
-	}
-	return sel, nil
+	return sel.With(isEndpoint), nil
 }
 
 func (c *ciliumCompiler) ingress(out *[]*Rule, r resource.CiliumIngressRule, path string, deny bool) error {
