@@ -1,0 +1,158 @@
+package posture
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Standard names a body of controls a finding can belong to. --standard
+// selects findings by these names.
+type Standard string
+
+// The standards Rampart audits against.
+const (
+	CIS           Standard = "cis"            // CIS Kubernetes Benchmark 1.9, section 5
+	PSSBaseline   Standard = "pss-baseline"   // Pod Security Standards, baseline profile
+	PSSRestricted Standard = "pss-restricted" // Pod Security Standards, restricted profile
+	Rampart       Standard = "rampart"        // Rampart's own rules
+)
+
+// AllStandards lists every standard in the order outputs present them.
+func AllStandards() []Standard { return []Standard{CIS, PSSBaseline, PSSRestricted, Rampart} }
+
+// ParseStandards parses a comma-separated list such as "cis,pss-baseline".
+// An empty string selects every standard. The result is sorted in
+// AllStandards order without duplicates.
+func ParseStandards(s string) ([]Standard, error) {
+	if strings.TrimSpace(s) == "" {
+		return AllStandards(), nil
+	}
+	var out []Standard
+	for part := range strings.SplitSeq(s, ",") {
+		st := Standard(strings.ToLower(strings.TrimSpace(part)))
+		if !slices.Contains(AllStandards(), st) {
+			return nil, fmt.Errorf("unknown standard %q (want cis, pss-baseline, pss-restricted or rampart)", strings.TrimSpace(part))
+		}
+		out = append(out, st)
+	}
+	return sortStandards(out), nil
+}
+
+func sortStandards(in []Standard) []Standard {
+	var out []Standard
+	for _, st := range AllStandards() {
+		if slices.Contains(in, st) {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// Reference cites one control of one standard.
+type Reference struct {
+	Standard Standard `json:"standard"`
+	Control  string   `json:"control"`         // "5.2.2", "privileged", "image-mutable-tag"
+	Title    string   `json:"title,omitempty"` // the control's own title
+	URL      string   `json:"url,omitempty"`
+}
+
+func (r Reference) String() string {
+	switch r.Standard {
+	case CIS:
+		return "CIS " + r.Control
+	case PSSBaseline:
+		return "PSS baseline " + r.Control
+	case PSSRestricted:
+		return "PSS restricted " + r.Control
+	}
+	return string(r.Standard) + " " + r.Control
+}
+
+func (r Reference) key() string { return string(r.Standard) + "\x00" + r.Control }
+
+// mergeRefs returns the union of a and b in a stable order: by standard in
+// AllStandards order, then by control with numeric CIS sections compared
+// numerically ("5.1.10" after "5.1.9").
+func mergeRefs(a, b []Reference) []Reference {
+	seen := map[string]bool{}
+	var out []Reference
+	for _, r := range append(slices.Clone(a), b...) {
+		if seen[r.key()] {
+			continue
+		}
+		seen[r.key()] = true
+		out = append(out, r)
+	}
+	rank := func(s Standard) int { return slices.Index(AllStandards(), s) }
+	slices.SortStableFunc(out, func(x, y Reference) int {
+		if c := rank(x.Standard) - rank(y.Standard); c != 0 {
+			return c
+		}
+		return compareControls(x.Control, y.Control)
+	})
+	return out
+}
+
+// compareControls orders dotted section numbers numerically and anything
+// else lexically.
+func compareControls(a, b string) int {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		var x, y int
+		_, ex := fmt.Sscanf(as[i], "%d", &x)
+		_, ey := fmt.Sscanf(bs[i], "%d", &y)
+		if ex == nil && ey == nil && fmt.Sprint(x) == as[i] && fmt.Sprint(y) == bs[i] {
+			if x != y {
+				return x - y
+			}
+			continue
+		}
+		if c := strings.Compare(as[i], bs[i]); c != 0 {
+			return c
+		}
+	}
+	return len(as) - len(bs)
+}
+
+// standardsOf lists the distinct standards refs belong to, in
+// AllStandards order.
+func standardsOf(refs []Reference) []Standard {
+	var out []Standard
+	for _, r := range refs {
+		out = append(out, r.Standard)
+	}
+	return sortStandards(out)
+}
+
+// compareFields orders field paths with list indices compared numerically,
+// so that containers[2] sorts before containers[10].
+func compareFields(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digitsPrefix(a), digitsPrefix(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if c := len(na) - len(nb); c != 0 {
+				return c
+			}
+			if c := strings.Compare(na, nb); c != 0 {
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return int(a[0]) - int(b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) - len(b)
+}
+
+func digitsPrefix(s string) int {
+	i := 0
+	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+		i++
+	}
+	return i
+}
