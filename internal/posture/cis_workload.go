@@ -83,13 +83,16 @@ func cisWorkloadChecks() []Check {
 				}
 				r.Add("metadata.namespace", "workload runs in system namespace %s", w.Object.Namespace)
 			}},
-		{Rule: Rule{ID: "cis:5.7.3", Title: "Container has no security context", Severity: Low, References: cisRefs("5.7.3"),
+		{Rule: Rule{ID: "cis:5.7.3", Title: "No security context", Severity: Low, References: cisRefs("5.7.3"),
 			Description: "Without a securityContext a container runs with the runtime's defaults: root, writable root filesystem and the default capability set.",
 			Remediation: "Give the container a securityContext (runAsNonRoot, allowPrivilegeEscalation: false, readOnlyRootFilesystem, capabilities.drop: [ALL])."},
 			Workload: func(w *Workload, _ *Inventory, r *Reporter) {
+				if w.Spec.SecurityContext != nil {
+					return // the pod applies one; what its containers lack, the PSS checks name
+				}
 				for _, c := range w.Containers() {
 					if c.SecurityContext == nil {
-						r.Add(c.Path+".securityContext", "%s has no securityContext", c.Name())
+						r.Add(c.Path+".securityContext", "neither the pod nor %s has a securityContext", c.Name())
 					}
 				}
 			}},

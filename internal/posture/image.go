@@ -16,14 +16,16 @@ type ImageRef struct {
 // ParseImage splits an image reference. It never fails: image strings come
 // from untrusted manifests, and a malformed one is reported by what it lacks
 // (a tag, a digest) rather than rejected. A colon in the last path segment
-// starts the tag; a colon before a slash belongs to a registry port.
+// starts the tag; a colon before a slash belongs to a registry port, and a
+// trailing colon starts no tag (it stays in Name, so that String gives back
+// what was parsed).
 func ParseImage(s string) ImageRef {
 	var ref ImageRef
 	if i := strings.IndexByte(s, '@'); i >= 0 {
 		s, ref.Digest = s[:i], s[i+1:]
 	}
 	slash := strings.LastIndexByte(s, '/')
-	if i := strings.LastIndexByte(s, ':'); i > slash {
+	if i := strings.LastIndexByte(s, ':'); i > slash && i < len(s)-1 {
 		s, ref.Tag = s[:i], s[i+1:]
 	}
 	ref.Name = s

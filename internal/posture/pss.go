@@ -468,6 +468,9 @@ func locateSeccompRestricted(p *pssProbe) []blame {
 	}
 	for _, c := range w.Containers() {
 		prof := sc(c).SeccompProfile
+		if prof == nil && pod != nil {
+			continue // inherits the pod's profile, blamed above if bad
+		}
 		if !p.failsContainer(corev1.Container{Name: c.Container.Name, SecurityContext: &corev1.SecurityContext{SeccompProfile: prof}}, inherited) {
 			continue
 		}
