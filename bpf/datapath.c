@@ -421,9 +421,16 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
 	return parse_ports(skb, off, p);
 }
 
-static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
+/* parse is a global function so the verifier checks it once, on its own,
+ * instead of once per path through the caller: the many independent branches
+ * of header parsing would otherwise multiply with those of the policy and
+ * conntrack logic. */
+__attribute__((noinline)) int parse(struct __sk_buff *skb, struct packet *p)
 {
 	__be16 proto;
+
+	if (!p)
+		return PARSE_INVALID;
 	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
 		return PARSE_INVALID;
 
@@ -523,9 +530,14 @@ static __always_inline void policy_lookup_peer(struct policy_result *r, struct p
 	policy_collect(r, &k);
 }
 
-static __always_inline void policy_lookup(struct policy_result *r, struct packet *p, __u8 dir,
-					  __u32 peer_id, const __u8 *peer_addr)
+/* policy_lookup is a global function for the same reason as parse. */
+__attribute__((noinline)) int policy_lookup(struct policy_result *r, struct packet *p, __u8 dir,
+					    __u32 peer_id)
 {
+	if (!r || !p)
+		return 0;
+	const __u8 *peer_addr = dir == DIR_EGRESS ? p->daddr : p->saddr;
+
 	policy_lookup_peer(r, p, dir, peer_id);
 
 	struct cidr_key ck = {
@@ -546,6 +558,7 @@ static __always_inline void policy_lookup(struct policy_result *r, struct packet
 	}
 
 	policy_lookup_peer(r, p, dir, IDENTITY_UNKNOWN);
+	return 0;
 }
 
 /* ---- conntrack -------------------------------------------------------- */
@@ -778,21 +791,13 @@ static __always_inline void emit(struct __sk_buff *skb, struct packet *p, __u8 d
 
 /* ---- main ------------------------------------------------------------- */
 
-static __always_inline int finish(struct __sk_buff *skb, struct packet *p, __u8 dir,
-				  struct verdict_info *vi, struct settings *cfg, __u64 now)
-{
-	count(dir, vi->verdict, vi->reason, skb->len);
-	emit(skb, p, dir, vi, cfg, now);
-	return vi->verdict == VERDICT_DROPPED ? RET_DROP : RET_NEXT;
-}
-
-static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+static __always_inline int decide(struct __sk_buff *skb, __u8 dir, struct packet *pp,
+				  struct verdict_info *vip, struct settings *cfg, __u64 now)
 {
 	struct packet p = {};
 	struct verdict_info vi = {};
-	struct settings *cfg = get_config();
-	__u64 now = bpf_ktime_get_boot_ns();
 	__u32 len = skb->len;
+	int silent = 0;
 
 	__u16 ep = endpoint_id;
 	struct endpoint_info *info = bpf_map_lookup_elem(&endpoints, &ep);
@@ -805,13 +810,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	int rc = parse(skb, &p);
 	if (rc == PARSE_PASS) {
 		vi.verdict = VERDICT_FORWARDED;
-		count(dir, vi.verdict, REASON_NONE, len);
-		return RET_NEXT;
+		silent = 1;
+		goto out;
 	}
 	if (rc != PARSE_OK) {
 		vi.verdict = VERDICT_DROPPED;
 		vi.reason = rc == PARSE_UNSUPPORTED ? REASON_UNSUPPORTED_L3 : REASON_INVALID;
-		return finish(skb, &p, dir, &vi, cfg, now);
+		goto out;
 	}
 
 	__u8 *peer_addr = dir == DIR_EGRESS ? p.daddr : p.saddr;
@@ -820,7 +825,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (!info) {
 		vi.verdict = VERDICT_DROPPED;
 		vi.reason = REASON_NO_ENDPOINT;
-		return finish(skb, &p, dir, &vi, cfg, now);
+		goto out;
 	}
 
 	/* Conntrack: forward, then reverse. */
@@ -847,7 +852,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 				vi.proxy_port = e->proxy_port;
 				skb->mark = MARK_MAGIC_TO_PROXY | ((__u32)e->proxy_port << 16);
 			}
-			return finish(skb, &p, dir, &vi, cfg, now);
+			goto out;
 		}
 
 		struct ct_key rkey = {};
@@ -858,7 +863,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			vi.ct_status = CT_REPLY;
 			vi.rule_id = e->rule_id;
 			vi.verdict = VERDICT_FORWARDED;
-			return finish(skb, &p, dir, &vi, cfg, now);
+			goto out;
 		}
 
 		if (p.icmp_error) {
@@ -887,14 +892,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 				vi.ct_status = CT_RELATED;
 				vi.rule_id = e->rule_id;
 				vi.verdict = VERDICT_FORWARDED;
-				return finish(skb, &p, dir, &vi, cfg, now);
+				goto out;
 			}
 		}
 	}
 
 	/* New flow: policy. */
 	struct policy_result r = {};
-	policy_lookup(&r, &p, dir, vi.peer_id, peer_addr);
+	policy_lookup(&r, &p, dir, vi.peer_id);
 
 	int enforced = ep_flags & (dir == DIR_EGRESS ? EP_EGRESS_ENFORCED : EP_INGRESS_ENFORCED);
 	vi.ct_status = CT_NEW;
@@ -959,7 +964,27 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			stat_inc(STAT_CT_CREATE_FAILED);
 	}
 
-	return finish(skb, &p, dir, &vi, cfg, now);
+	out:
+	*pp = p;
+	*vip = vi;
+	return silent;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+{
+	struct packet p;
+	struct verdict_info vi;
+	struct settings *cfg = get_config();
+	__u64 now = bpf_ktime_get_boot_ns();
+
+	/* One exit path: counting and event emission are emitted once rather
+	 * than inlined at every decision point, which keeps the program and
+	 * its verification small. */
+	int silent = decide(skb, dir, &p, &vi, cfg, now);
+	count(dir, vi.verdict, vi.reason, skb->len);
+	if (!silent)
+		emit(skb, &p, dir, &vi, cfg, now);
+	return vi.verdict == VERDICT_DROPPED ? RET_DROP : RET_NEXT;
 }
 
 SEC("tcx/ingress")

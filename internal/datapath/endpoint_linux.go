@@ -14,7 +14,7 @@ import (
 
 // linksDir is the subdirectory of PinDir holding one directory of pinned
 // TCX links per attached endpoint.
-const linksDir = "endpoints"
+const linksDir = "links"
 
 // Pin names of the two links of an endpoint, named after the programs.
 const (
