@@ -26,23 +26,39 @@ func requirePrivileged(t *testing.T) {
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
-// mustDatapath opens a datapath pinned in a directory of its own under
-// /sys/fs/bpf and removes every pin, link and map in t.Cleanup. The
-// conntrack map is kept small because LRU maps are preallocated.
-func mustDatapath(t *testing.T) *datapath.Datapath {
-	t.Helper()
-	requirePrivileged(t)
-	dir := filepath.Join(datapath.BPFFSRoot, "rampart-test",
+// testPinDir returns a bpffs directory of the test's own under
+// /sys/fs/bpf, so parallel test binaries never share maps.
+func testPinDir(t *testing.T) string {
+	return filepath.Join(datapath.BPFFSRoot, "rampart-test",
 		fmt.Sprintf("%s-%d", unsafeName.ReplaceAllString(t.Name(), "_"), os.Getpid()))
+}
+
+// openDatapath opens (or re-opens) the datapath pinned at dir. The
+// conntrack map is kept small because LRU maps are preallocated.
+func openDatapath(t *testing.T, dir string) *datapath.Datapath {
+	t.Helper()
 	d, err := datapath.Open(datapath.Options{PinDir: dir, ConntrackMaxEntries: 4096})
 	if err != nil {
 		t.Fatalf("open datapath: %v", err)
 	}
-	t.Cleanup(func() {
-		if err := d.Remove(); err != nil {
-			t.Errorf("remove datapath: %v", err)
-		}
-		os.Remove(filepath.Dir(dir)) // only succeeds once the last test is done
-	})
+	return d
+}
+
+// removeDatapath removes every pin, link and map of d, then the shared
+// parent directory if this was the last test using it.
+func removeDatapath(t *testing.T, d *datapath.Datapath) {
+	if err := d.Remove(); err != nil {
+		t.Errorf("remove datapath: %v", err)
+	}
+	os.Remove(filepath.Dir(d.PinDir()))
+}
+
+// mustDatapath opens a datapath pinned in a directory of its own and
+// removes it in t.Cleanup.
+func mustDatapath(t *testing.T) *datapath.Datapath {
+	t.Helper()
+	requirePrivileged(t)
+	d := openDatapath(t, testPinDir(t))
+	t.Cleanup(func() { removeDatapath(t, d) })
 	return d
 }

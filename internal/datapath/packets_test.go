@@ -132,9 +132,9 @@ func sctp(sport, dport uint16) []byte {
 	return b
 }
 
-// icmp builds an ICMP or ICMPv6 header with identifier/sequence (echo) or
+// icmpHdr builds an ICMP or ICMPv6 header with identifier/sequence (echo) or
 // unused fields, followed by rest (an error's quoted packet).
-func icmp(typ, code uint8, id uint16, rest ...byte) []byte {
+func icmpHdr(typ, code uint8, id uint16, rest ...byte) []byte {
 	b := make([]byte, 8, 8+len(rest))
 	b[0], b[1] = typ, code
 	binary.BigEndian.PutUint16(b[4:], id)

@@ -204,7 +204,7 @@ func progCases(t *testing.T) []progCase {
 				{hook: fromEP, frame: ip(epAddr, podB, 132, sctp(40000, 53)), verdict: fwd, rule: 19},
 				// ICMP has no port, so a wildcard-protocol entry with a port
 				// does not match it.
-				{hook: fromEP, frame: ip(epAddr, podB, 1, icmp(8, 0, 7)), verdict: drop, reason: datapath.ReasonDefaultDeny},
+				{hook: fromEP, frame: ip(epAddr, podB, 1, icmpHdr(8, 0, 7)), verdict: drop, reason: datapath.ReasonDefaultDeny},
 			},
 		},
 		{
@@ -275,14 +275,14 @@ func progCases(t *testing.T) []progCase {
 				}
 			},
 			pkts: []pkt{
-				{hook: fromEP, frame: ip(epAddr, podB, 1, icmp(8, 0, 77)), verdict: fwd, rule: 23},
-				{hook: toEP, frame: ip(podB, epAddr, 1, icmp(0, 0, 77)), verdict: fwd, rule: 23, ct: datapath.CTReply},
+				{hook: fromEP, frame: ip(epAddr, podB, 1, icmpHdr(8, 0, 77)), verdict: fwd, rule: 23},
+				{hook: toEP, frame: ip(podB, epAddr, 1, icmpHdr(0, 0, 77)), verdict: fwd, rule: 23, ct: datapath.CTReply},
 				// A reply to an identifier nobody sent.
-				{hook: toEP, frame: ip(podB, epAddr, 1, icmp(0, 0, 78)), verdict: drop, reason: datapath.ReasonCTNoEntry},
+				{hook: toEP, frame: ip(podB, epAddr, 1, icmpHdr(0, 0, 78)), verdict: drop, reason: datapath.ReasonCTNoEntry},
 				// Timestamp request: a type not allowed.
-				{hook: fromEP, frame: ip(epAddr, podB, 1, icmp(13, 0, 77)), verdict: drop, reason: datapath.ReasonDefaultDeny},
-				{hook: fromEP, frame: ip(epAddr6, podB6, 58, icmp(128, 0, 9)), verdict: fwd, rule: 24},
-				{hook: toEP, frame: ip(podB6, epAddr6, 58, icmp(129, 0, 9)), verdict: fwd, rule: 24, ct: datapath.CTReply},
+				{hook: fromEP, frame: ip(epAddr, podB, 1, icmpHdr(13, 0, 77)), verdict: drop, reason: datapath.ReasonDefaultDeny},
+				{hook: fromEP, frame: ip(epAddr6, podB6, 58, icmpHdr(128, 0, 9)), verdict: fwd, rule: 24},
+				{hook: toEP, frame: ip(podB6, epAddr6, 58, icmpHdr(129, 0, 9)), verdict: fwd, rule: 24, ct: datapath.CTReply},
 			},
 		},
 		{
@@ -291,13 +291,13 @@ func progCases(t *testing.T) []progCase {
 			pkts: []pkt{
 				{hook: fromEP, frame: arp(), verdict: fwd, silent: true},
 				{hook: toEP, frame: arp(), verdict: fwd, silent: true},
-				{hook: fromEP, frame: ip(epAddr6, podB6, 58, icmp(135, 0, 0)), verdict: fwd, silent: true},
-				{hook: toEP, frame: ip(podB6, epAddr6, 58, icmp(136, 0, 0)), verdict: fwd, silent: true},
-				{hook: fromEP, frame: ip(epAddr6, netip.MustParseAddr("ff02::2"), 58, icmp(133, 0, 0)), verdict: fwd, silent: true},
-				{hook: toEP, frame: ip(podB6, epAddr6, 58, icmp(134, 0, 0)), verdict: fwd, silent: true},
-				{hook: toEP, frame: ip(podB6, epAddr6, 58, icmp(137, 0, 0)), verdict: fwd, silent: true},
+				{hook: fromEP, frame: ip(epAddr6, podB6, 58, icmpHdr(135, 0, 0)), verdict: fwd, silent: true},
+				{hook: toEP, frame: ip(podB6, epAddr6, 58, icmpHdr(136, 0, 0)), verdict: fwd, silent: true},
+				{hook: fromEP, frame: ip(epAddr6, netip.MustParseAddr("ff02::2"), 58, icmpHdr(133, 0, 0)), verdict: fwd, silent: true},
+				{hook: toEP, frame: ip(podB6, epAddr6, 58, icmpHdr(134, 0, 0)), verdict: fwd, silent: true},
+				{hook: toEP, frame: ip(podB6, epAddr6, 58, icmpHdr(137, 0, 0)), verdict: fwd, silent: true},
 				// Echo is not neighbour discovery.
-				{hook: toEP, frame: ip(podB6, epAddr6, 58, icmp(128, 0, 1)), verdict: drop, reason: datapath.ReasonDefaultDeny},
+				{hook: toEP, frame: ip(podB6, epAddr6, 58, icmpHdr(128, 0, 1)), verdict: drop, reason: datapath.ReasonDefaultDeny},
 			},
 		},
 		{
@@ -353,8 +353,8 @@ func progCases(t *testing.T) []progCase {
 			},
 			pkts: []pkt{
 				{hook: fromEP, frame: ip(epAddr, podB, 17, udp(42000, 53)), verdict: fwd, rule: 28},
-				{hook: toEP, frame: ip(podB, epAddr, 1, icmp(3, 3, 0, quoted(ip(epAddr, podB, 17, udp(42000, 53)))...)), verdict: fwd, rule: 28, ct: datapath.CTRelated},
-				{hook: toEP, frame: ip(podB, epAddr, 1, icmp(3, 3, 0, quoted(ip(epAddr, podB, 17, udp(42001, 53)))...)), verdict: drop, reason: datapath.ReasonDefaultDeny},
+				{hook: toEP, frame: ip(podB, epAddr, 1, icmpHdr(3, 3, 0, quoted(ip(epAddr, podB, 17, udp(42000, 53)))...)), verdict: fwd, rule: 28, ct: datapath.CTRelated},
+				{hook: toEP, frame: ip(podB, epAddr, 1, icmpHdr(3, 3, 0, quoted(ip(epAddr, podB, 17, udp(42001, 53)))...)), verdict: drop, reason: datapath.ReasonDefaultDeny},
 			},
 		},
 		{
