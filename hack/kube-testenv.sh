@@ -167,7 +167,10 @@ cmd_build() {
 	# wait and then find the stamp.
 	exec 9>"$CACHE/.lock"
 	flock 9
+	# Run go from the cache dir so that no enclosing module (such as the
+	# rampart checkout) is seen or touched by the scratch builds.
 	(
+		cd "$CACHE"
 		go_env
 		build_etcd
 		build_kube_apiserver
@@ -184,8 +187,11 @@ port_in_use() {
 	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '{print $2" "}' | grep -qF "$hex"
 }
 
-# free_port picks a random unused loopback port above the ephemeral range's
-# usual start, avoiding ports already taken in this run ($USED_PORTS).
+# free_port picks a random unused port in 20000-31999, below Linux's
+# ephemeral range (32768+) so that outgoing connections do not grab it between
+# the check and the server's bind, avoiding ports already taken in this run.
+# It sets FREE_PORT rather than printing it, because a $(...) subshell would
+# lose the USED_PORTS update.
 USED_PORTS=" "
 free_port() {
 	local p i
@@ -194,7 +200,7 @@ free_port() {
 		[[ "$USED_PORTS" == *" $p "* ]] && continue
 		port_in_use "$p" && continue
 		USED_PORTS+="$p "
-		echo "$p"
+		FREE_PORT=$p
 		return
 	done
 	die "no free port found"
@@ -321,9 +327,12 @@ cmd_start() {
 	gen_certs "$dir/certs"
 	local c="$dir/certs"
 	local etcd_port peer_port api_port
-	etcd_port="$(free_port)"
-	peer_port="$(free_port)"
-	api_port="$(free_port)"
+	free_port
+	etcd_port=$FREE_PORT
+	free_port
+	peer_port=$FREE_PORT
+	free_port
+	api_port=$FREE_PORT
 
 	rm -rf "$dir/etcd-data"
 	# --unsafe-no-fsync: test data is thrown away, and fsync dominates etcd
@@ -341,6 +350,8 @@ cmd_start() {
 	# Webhooks registered by tests are served on 127.0.0.1, so the apiserver
 	# must dial them directly: no proxy variables, and no egress selector
 	# config (without --egress-selector-config-file it dials directly).
+	# --endpoint-reconciler-type=none: the reconciler refuses a loopback
+	# advertise address (upstream's own test server does the same).
 	# ServiceAccount admission is disabled because no controller-manager runs
 	# to create the "default" service accounts pods would need.
 	launch kube-apiserver "$dir" env \
@@ -349,6 +360,7 @@ cmd_start() {
 		"$CACHE/bin/kube-apiserver" \
 		--bind-address=127.0.0.1 \
 		--advertise-address=127.0.0.1 \
+		--endpoint-reconciler-type=none \
 		--secure-port="$api_port" \
 		--cert-dir="$c" \
 		--tls-cert-file="$c/serving.crt" \
@@ -367,8 +379,7 @@ cmd_start() {
 
 	if [[ -n "${RAMPART_TESTENV_OWNER_PID:-}" ]]; then
 		local owner="$RAMPART_TESTENV_OWNER_PID"
-		setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done; exec "$2" stop "$3"' \
-			watchdog "$owner" "$SELF" "$dir" </dev/null >"$dir/watchdog.log" 2>&1 &
+		setsid "$SELF" _watchdog "$owner" "$dir" </dev/null >"$dir/watchdog.log" 2>&1 &
 		echo "watchdog $!" >>"$dir/pids"
 	fi
 
@@ -402,7 +413,39 @@ cmd_start() {
 	echo "KUBECONFIG=$dir/kubeconfig"
 }
 
+# cmd_watchdog waits for the owner process (a test binary) to exit and then
+# stops the servers, so a test binary killed before its cleanup does not leak
+# them. It only acts if the pids file still names it, so a later start in the
+# same directory is left alone.
+cmd_watchdog() {
+	local owner="$1" dir="$2"
+	while pid_alive "$owner"; do sleep 2; done
+	if [[ -f "$dir/pids" ]] && grep -qx "watchdog $$" "$dir/pids"; then
+		log "owner $owner exited; stopping"
+		cmd_stop "$dir"
+	fi
+}
+
 # ----------------------------------------------------------------- stop ----
+
+# stop_pid sends SIGTERM to one process and waits for it to exit, escalating
+# to SIGKILL after a grace period.
+stop_pid() {
+	local name="$1" pid="$2" grace=20 deadline
+	pid_alive "$pid" || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	deadline=$((SECONDS + grace))
+	while pid_alive "$pid"; do
+		if ((SECONDS >= deadline)); then
+			log "$name (pid $pid) still running after ${grace}s, sending SIGKILL"
+			kill -KILL "$pid" 2>/dev/null || true
+			deadline=$((SECONDS + 10))
+			while pid_alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
+			return 0
+		fi
+		sleep 0.2
+	done
+}
 
 cmd_stop() {
 	local dir="${1:-}"
@@ -411,34 +454,17 @@ cmd_stop() {
 		log "nothing to stop in $dir"
 		return 0
 	}
-	local name pid pids=() names=()
+	local name pid pids=() names=() i
 	while read -r name pid; do
 		pids+=("$pid")
 		names+=("$name")
 	done <"$dir/pids"
-	# The apiserver goes first so it does not log etcd connection errors.
-	local i
+	# Reverse start order, one at a time: the apiserver's graceful shutdown
+	# still talks to etcd and hangs if etcd is already gone. The watchdog is
+	# skipped when it is the one running this stop.
 	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
 		[[ "${pids[i]}" == "$$" ]] && continue
-		kill -TERM "${pids[i]}" 2>/dev/null || true
-	done
-	local deadline=$((SECONDS + 30)) left
-	while :; do
-		left=""
-		for ((i = 0; i < ${#pids[@]}; i++)); do
-			[[ "${pids[i]}" == "$$" ]] && continue
-			pid_alive "${pids[i]}" && left+=" ${names[i]}(${pids[i]})"
-		done
-		[[ -z "$left" ]] && break
-		if ((SECONDS >= deadline)); then
-			log "still running after 30s, sending SIGKILL:$left"
-			for pid in "${pids[@]}"; do
-				[[ "$pid" == "$$" ]] || kill -KILL "$pid" 2>/dev/null || true
-			done
-			sleep 1
-			break
-		fi
-		sleep 0.2
+		stop_pid "${names[i]}" "${pids[i]}"
 	done
 	rm -f "$dir/pids"
 	log "stopped"
@@ -448,5 +474,6 @@ case "${1:-}" in
 build) cmd_build ;;
 start) cmd_start "${2:-}" ;;
 stop) cmd_stop "${2:-}" ;;
+_watchdog) cmd_watchdog "$2" "$3" ;;
 *) usage ;;
 esac

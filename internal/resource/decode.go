@@ -2,12 +2,14 @@ package resource
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,7 +25,11 @@ type Input struct {
 
 // maxNodes bounds the nodes one document may expand to, aliases included, so
 // that a hostile "billion laughs" document cannot exhaust memory.
-const maxNodes = 1 << 20
+const maxNodes = 1 << 18
+
+// maxDepth bounds nesting for the same reason; real manifests nest a few
+// dozen levels.
+const maxDepth = 256
 
 // Decode decodes and validates every document of every input. It returns
 // the objects in input order, or, when anything is wrong, no objects and an
@@ -97,6 +103,8 @@ func decodeInput(in Input) ([]*Object, ErrorList) {
 		errs = append(errs, oerrs...)
 		objs = append(objs, o...)
 	}
+	// Report problems in the order they appear in the file.
+	slices.SortStableFunc(errs, func(a, b *FieldError) int { return cmp.Compare(a.Line, b.Line) })
 	return objs, errs
 }
 
@@ -255,10 +263,12 @@ func join(prefix, path string) string {
 // converter turns a yaml.Node tree into the generic values encoding/json
 // understands, recording the line of every field on the way.
 type converter struct {
-	pos     *positions
-	nodes   int
-	errLine int
-	errPath string
+	pos       *positions
+	nodes     int
+	depth     int
+	expanding map[*yaml.Node]bool // aliases being expanded, to refuse cycles
+	errLine   int
+	errPath   string
 }
 
 func (c *converter) fail(n *yaml.Node, path, format string, args ...any) error {
@@ -271,8 +281,21 @@ func (c *converter) convert(n *yaml.Node, path string) (any, error) {
 	if c.nodes > maxNodes {
 		return nil, c.fail(n, path, "document too large (more than %d nodes after alias expansion)", maxNodes)
 	}
+	c.depth++
+	defer func() { c.depth-- }()
+	if c.depth > maxDepth {
+		return nil, c.fail(n, path, "document nested deeper than %d levels", maxDepth)
+	}
 	switch n.Kind {
 	case yaml.AliasNode:
+		if c.expanding[n.Alias] {
+			return nil, c.fail(n, path, "recursive alias *%s", n.Value)
+		}
+		if c.expanding == nil {
+			c.expanding = map[*yaml.Node]bool{}
+		}
+		c.expanding[n.Alias] = true
+		defer delete(c.expanding, n.Alias)
 		return c.convert(n.Alias, path)
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
