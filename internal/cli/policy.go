@@ -13,6 +13,8 @@ func newPolicyCmd(s Streams) *cobra.Command {
 		Long: `Offline policy tools. They read Kubernetes NetworkPolicy, CiliumNetworkPolicy,
 CiliumClusterwideNetworkPolicy, namespaces and workloads from manifests and answer
 "can A talk to B, and which rule decides?" with the evaluator the datapath enforces.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: groupRunE,
 	}
 	cmd.AddCommand(newPolicyValidateCmd(s), newPolicyTraceCmd(s), newPolicyMatrixCmd(s))
 	return cmd
@@ -29,7 +31,7 @@ func newPolicyValidateCmd(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(s.Out, "%d object(s) valid: %d workload(s), %d identit(ies)\n", len(objs), len(repo.Endpoints()), len(repo.Identities()))
+			fmt.Fprintf(s.Out, "valid: %d objects, %d workloads, %d identities\n", len(objs), len(repo.Endpoints()), len(repo.Identities()))
 			return nil
 		},
 	}

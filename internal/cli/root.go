@@ -42,6 +42,16 @@ func usageError(format string, args ...any) error {
 // (exit code 1 with no further message).
 var failed = &ExitError{Code: 1}
 
+// groupRunE is the RunE of commands that only group subcommands: without
+// arguments they print help, with an unknown subcommand they fail with a
+// usage error (cobra would print help and exit 0).
+func groupRunE(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return cmd.Help()
+}
+
 // NewRoot returns the root command with every subcommand attached.
 func NewRoot(s Streams) *cobra.Command {
 	root := &cobra.Command{
