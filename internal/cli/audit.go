@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rampartsec/rampart/internal/posture"
+	"github.com/rampartsec/rampart/internal/posture/cluster"
 	"github.com/rampartsec/rampart/internal/resource"
 )
 
@@ -29,9 +32,9 @@ type auditFlags struct {
 func newAuditCmd(s Streams) *cobra.Command {
 	var f auditFlags
 	cmd := &cobra.Command{
-		Use:   "audit -f PATHS|- [flags]",
+		Use:   "audit (-f PATHS|- | --kubeconfig FILE) [flags]",
 		Short: "Audit manifests against CIS, Pod Security Standards and Rampart rules",
-		Long: `Audit Kubernetes manifests against the CIS Kubernetes Benchmark 1.9 (section 5),
+		Long: `Audit Kubernetes manifests, or a live cluster, against the CIS Kubernetes Benchmark 1.9 (section 5),
 the Pod Security Standards (baseline and restricted, as Kubernetes evaluates
 them) and Rampart's own rules, and score each workload's risk on KCCSS.
 
@@ -40,7 +43,8 @@ Exit status: 0 when no finding reaches --fail-on (or --fail-on is not set),
 		Example: `  rampart audit -f deploy/
   rampart audit -f app.yaml --standard pss-restricted --fail-on medium
   kubectl get deploy -A -o yaml | rampart audit -f - -o sarif > rampart.sarif
-  rampart audit -f deploy/ --explain Deployment/prod/web`,
+  rampart audit -f deploy/ --explain Deployment/prod/web
+  rampart audit --kubeconfig ~/.kube/config --context prod --fail-on high`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAudit(s, f) },
 	}
@@ -50,7 +54,7 @@ Exit status: 0 when no finding reaches --fail-on (or --fail-on is not set),
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table, json, sarif or junit")
 	fl.StringVar(&f.failOn, "fail-on", "", "exit 1 when a finding is at least this severe: low, medium or high")
 	fl.StringVar(&f.explain, "explain", "", "print how the risk score of workload KIND/NAMESPACE/NAME was computed")
-	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "audit a live cluster through this kubeconfig (not available yet)")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "audit a live cluster through this kubeconfig instead of manifests")
 	fl.StringVar(&f.context, "context", "", "kubeconfig context for --kubeconfig")
 	return cmd
 }
@@ -70,26 +74,9 @@ func runAudit(s Streams, f auditFlags) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case f.kubeconfig != "" && len(f.files) > 0:
-		return usageError("give either -f or --kubeconfig, not both")
-	case f.kubeconfig != "":
-		return usageError("live mode (--kubeconfig) is not available yet; export the objects (kubectl get ... -o yaml) and pass them with -f")
-	case f.context != "":
-		return usageError("--context needs --kubeconfig")
-	case len(f.files) == 0:
-		return usageError("no input: give -f with a file, a directory or -")
-	}
-	objs, err := resource.LoadAndDecode(f.files, s.In)
+	objs, err := auditInput(s, f)
 	if err != nil {
-		var list resource.ErrorList
-		if errors.As(err, &list) {
-			for _, e := range list {
-				fmt.Fprintln(s.Err, e)
-			}
-			return failed
-		}
-		return &ExitError{Code: 1, Err: fmt.Errorf("read input: %w", err)}
+		return err
 	}
 	rep := posture.Audit(objs, posture.Options{Standards: standards})
 	if f.explain != "" {
@@ -106,6 +93,46 @@ func runAudit(s Streams, f auditFlags) error {
 		return failed
 	}
 	return nil
+}
+
+// liveTimeout bounds how long reading a live cluster may take.
+const liveTimeout = 2 * time.Minute
+
+// auditInput reads the objects to audit: manifests with -f, or a live
+// cluster with --kubeconfig.
+func auditInput(s Streams, f auditFlags) ([]*resource.Object, error) {
+	switch {
+	case f.kubeconfig != "" && len(f.files) > 0:
+		return nil, usageError("give either -f or --kubeconfig, not both")
+	case f.context != "" && f.kubeconfig == "":
+		return nil, usageError("--context needs --kubeconfig")
+	case f.kubeconfig != "":
+		clients, err := cluster.NewClients(f.kubeconfig, f.context)
+		if err != nil {
+			return nil, &ExitError{Code: 1, Err: err}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), liveTimeout)
+		defer cancel()
+		objs, err := cluster.Load(ctx, clients)
+		if err != nil {
+			return nil, &ExitError{Code: 1, Err: fmt.Errorf("read cluster: %w", err)}
+		}
+		return objs, nil
+	case len(f.files) == 0:
+		return nil, usageError("no input: give -f with a file, a directory or -, or --kubeconfig")
+	}
+	objs, err := resource.LoadAndDecode(f.files, s.In)
+	if err != nil {
+		var list resource.ErrorList
+		if errors.As(err, &list) {
+			for _, e := range list {
+				fmt.Fprintln(s.Err, e)
+			}
+			return nil, failed
+		}
+		return nil, &ExitError{Code: 1, Err: fmt.Errorf("read input: %w", err)}
+	}
+	return objs, nil
 }
 
 // auditWriter returns the writer for an output format.

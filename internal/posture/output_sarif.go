@@ -224,7 +224,8 @@ func artifactURI(file string) (string, bool) {
 	return strings.TrimPrefix(filepath.ToSlash(filepath.Clean(file)), "./"), true
 }
 
-// ClusterSource is the Source.File of objects read from a live cluster.
+// ClusterSource is the Source.File of objects read from a live cluster
+// (package cluster uses the same value).
 const ClusterSource = "cluster"
 
 func fingerprint(parts ...string) string {

@@ -57,7 +57,11 @@ func WriteTable(w io.Writer, r Report, color bool) error {
 		}
 		for _, f := range fs {
 			sev := fmt.Sprintf("%-6s", strings.ToUpper(f.Severity.String()))
-			fmt.Fprintf(&b, "  %s  %s  %s  line %d\n", paint(f.Severity, sev), f.ID, f.Field, f.Line)
+			fmt.Fprintf(&b, "  %s  %s  %s", paint(f.Severity, sev), f.ID, f.Field)
+			if f.Line > 0 {
+				fmt.Fprintf(&b, "  line %d", f.Line)
+			}
+			b.WriteString("\n")
 			fmt.Fprintf(&b, "          %s: %s\n", f.Title, f.Message)
 			var refs []string
 			for _, ref := range f.References {
