@@ -115,6 +115,14 @@ struct {
 } events SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct frag_key);
+	__type(value, struct frag_ports);
+	__uint(max_entries, 8192);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fragments SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__type(key, struct counter_key);
 	__type(value, struct counter_value);
@@ -159,8 +167,9 @@ struct packet {
 	__u8 icmp_type;
 	__u8 has_port;      /* policy_port is meaningful for "any proto" lookups */
 	__u8 icmp_error;    /* ICMP error: inner tuple parsed into inner_* */
-	__u8 fragment;      /* non-first fragment: no L4 header */
-	__u8 pad;
+	__u8 fragment;      /* non-first fragment whose ports are unknown */
+	__u8 frag_first;    /* first fragment of a fragmented datagram */
+	__u32 frag_id;
 	/* Inner tuple of an ICMP error, as the inner packet was sent. */
 	__be16 inner_sport;
 	__be16 inner_dport;
@@ -327,6 +336,40 @@ static __always_inline int parse_icmp(struct __sk_buff *skb, __u32 off, struct p
 	return PARSE_OK;
 }
 
+static __always_inline void frag_key_init(struct frag_key *k, struct packet *p)
+{
+	__builtin_memcpy(k->saddr, p->saddr, 16);
+	__builtin_memcpy(k->daddr, p->daddr, 16);
+	k->id = p->frag_id;
+	k->proto = p->proto;
+	k->family = p->family;
+}
+
+/* A later fragment: take the ports recorded from the first one. Without
+ * them the fragment can only match "any port" policy. */
+static __always_inline void frag_later(struct packet *p)
+{
+	struct frag_key k = {};
+	frag_key_init(&k, p);
+	struct frag_ports *fp = bpf_map_lookup_elem(&fragments, &k);
+	if (!fp || (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP && p->proto != IPPROTO_SCTP)) {
+		p->fragment = 1;
+		return;
+	}
+	p->sport = fp->sport;
+	p->dport = fp->dport;
+	p->policy_port = bpf_ntohs(fp->dport);
+	p->has_port = 1;
+}
+
+static __always_inline void frag_record(struct packet *p)
+{
+	struct frag_key k = {};
+	frag_key_init(&k, p);
+	struct frag_ports fp = { .sport = p->sport, .dport = p->dport };
+	bpf_map_update_elem(&fragments, &k, &fp, BPF_ANY);
+}
+
 static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *p)
 {
 	__u8 iph[20];
@@ -343,10 +386,14 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *p)
 	__builtin_memcpy(p->saddr, &iph[12], 4);
 	__builtin_memcpy(p->daddr, &iph[16], 4);
 
-	__u16 frag = ((__u16)iph[6] << 8 | iph[7]) & 0x1fff;
-	if (frag) {
-		p->fragment = 1;
-		return PARSE_OK;
+	__u16 frag = (__u16)iph[6] << 8 | iph[7];
+	if (frag & 0x3fff) {
+		p->frag_id = (__u32)iph[4] << 8 | iph[5];
+		if (frag & 0x1fff) {
+			frag_later(p);
+			return PARSE_OK;
+		}
+		p->frag_first = 1;
 	}
 
 	__u32 off = ETH_HLEN + ihl;
@@ -396,11 +443,14 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
 				return PARSE_INVALID;
 			nexthdr = eh[0];
 			off += 8;
+			p->frag_id = (__u32)eh[4] << 24 | (__u32)eh[5] << 16 | (__u32)eh[6] << 8 | eh[7];
 			if ((((__u16)eh[2] << 8) | eh[3]) & 0xfff8) {
 				p->proto = nexthdr;
-				p->fragment = 1;
+				frag_later(p);
 				return PARSE_OK;
 			}
+			if (eh[3] & 1)
+				p->frag_first = 1;
 			continue;
 		}
 		break;
@@ -434,15 +484,22 @@ __attribute__((noinline)) int parse(struct __sk_buff *skb, struct packet *p)
 	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
 		return PARSE_INVALID;
 
+	int rc;
 	switch (proto) {
 	case bpf_htons(ETH_P_IP):
-		return parse_ipv4(skb, p);
+		rc = parse_ipv4(skb, p);
+		break;
 	case bpf_htons(ETH_P_IPV6):
-		return parse_ipv6(skb, p);
+		rc = parse_ipv6(skb, p);
+		break;
 	case bpf_htons(ETH_P_ARP):
 		return PARSE_PASS;
+	default:
+		return PARSE_UNSUPPORTED;
 	}
-	return PARSE_UNSUPPORTED;
+	if (rc == PARSE_OK && p->frag_first && p->has_port)
+		frag_record(p);
+	return rc;
 }
 
 /* ---- identities and policy -------------------------------------------- */

@@ -250,6 +250,23 @@ struct flow_event {
 	__u8 daddr[16];
 };
 
+/* fragments: ports of fragmented datagrams, recorded from the first
+ * fragment so that later fragments, which carry no L4 header, get the same
+ * policy and conntrack treatment. */
+struct frag_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 id; /* IPv4 identification or IPv6 fragment id, network order */
+	__u8 proto;
+	enum family family;
+	__u8 pad[2];
+};
+
+struct frag_ports {
+	__be16 sport;
+	__be16 dport;
+};
+
 struct counter_key {
 	__u16 endpoint;
 	enum direction direction;

@@ -184,6 +184,22 @@ const (
 	bpfFlowVerdictVERDICT_REDIRECTED bpfFlowVerdict = 4
 )
 
+type bpfFragKey struct {
+	_      structs.HostLayout
+	Saddr  [16]uint8
+	Daddr  [16]uint8
+	Id     uint32
+	Proto  uint8
+	Family bpfFamily
+	Pad    [2]uint8
+}
+
+type bpfFragPorts struct {
+	_     structs.HostLayout
+	Sport uint16
+	Dport uint16
+}
+
 type bpfIpcacheKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -300,6 +316,7 @@ const (
 	bpfMapEndpoints      = "endpoints"
 	bpfMapEventBudget    = "event_budget"
 	bpfMapEvents         = "events"
+	bpfMapFragments      = "fragments"
 	bpfMapIpcache        = "ipcache"
 	bpfMapPolicy         = "policy"
 	bpfMapStats          = "stats"
@@ -372,6 +389,7 @@ type bpfMapSpecs struct {
 	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
 	EventBudget *ebpf.MapSpec `ebpf:"event_budget"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
+	Fragments   *ebpf.MapSpec `ebpf:"fragments"`
 	Ipcache     *ebpf.MapSpec `ebpf:"ipcache"`
 	Policy      *ebpf.MapSpec `ebpf:"policy"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
@@ -418,6 +436,7 @@ type bpfMaps struct {
 	Endpoints   *ebpf.Map `ebpf:"endpoints"`
 	EventBudget *ebpf.Map `ebpf:"event_budget"`
 	Events      *ebpf.Map `ebpf:"events"`
+	Fragments   *ebpf.Map `ebpf:"fragments"`
 	Ipcache     *ebpf.Map `ebpf:"ipcache"`
 	Policy      *ebpf.Map `ebpf:"policy"`
 	Stats       *ebpf.Map `ebpf:"stats"`
@@ -432,6 +451,7 @@ func (m *bpfMaps) Close() error {
 		m.Endpoints,
 		m.EventBudget,
 		m.Events,
+		m.Fragments,
 		m.Ipcache,
 		m.Policy,
 		m.Stats,

@@ -1,6 +1,6 @@
 package datapath
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel -tags linux -cc clang -cflags "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu" -type direction -type family -type reserved_identity -type policy_verdict -type flow_verdict -type drop_reason -type ct_status -type ct_tcp_state -type ct_flags -type endpoint_flags -type event_level -type stat_index -type tcx_action -type proxy_mark -type ipcache_key -type ipcache_value -type policy_key -type policy_value -type cidr_key -type cidr_value -type endpoint_info -type ct_key -type ct_entry -type flow_event -type counter_key -type counter_value -type settings -type token_bucket bpf ../../bpf/datapath.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel -tags linux -cc clang -cflags "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu" -type direction -type family -type reserved_identity -type policy_verdict -type flow_verdict -type drop_reason -type ct_status -type ct_tcp_state -type ct_flags -type endpoint_flags -type event_level -type stat_index -type tcx_action -type proxy_mark -type ipcache_key -type ipcache_value -type policy_key -type policy_value -type cidr_key -type cidr_value -type endpoint_info -type ct_key -type ct_entry -type flow_event -type counter_key -type counter_value -type settings -type token_bucket -type frag_key -type frag_ports bpf ../../bpf/datapath.c
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -104,19 +105,18 @@ func (d *Datapath) Remove() error {
 // PinDir returns the bpffs directory of this datapath.
 func (d *Datapath) PinDir() string { return d.opts.PinDir }
 
+// allMaps returns every map by its ELF name. It walks the generated struct
+// so that a map added to bpf/datapath.c is shared with per-endpoint program
+// loads and unpinned by Remove without further edits here.
 func (d *Datapath) allMaps() map[string]*ebpf.Map {
-	return map[string]*ebpf.Map{
-		bpfMapCidr:        d.maps.Cidr,
-		bpfMapConfig:      d.maps.Config,
-		bpfMapConntrack:   d.maps.Conntrack,
-		bpfMapCounters:    d.maps.Counters,
-		bpfMapEndpoints:   d.maps.Endpoints,
-		bpfMapEventBudget: d.maps.EventBudget,
-		bpfMapEvents:      d.maps.Events,
-		bpfMapIpcache:     d.maps.Ipcache,
-		bpfMapPolicy:      d.maps.Policy,
-		bpfMapStats:       d.maps.Stats,
+	out := make(map[string]*ebpf.Map)
+	v := reflect.ValueOf(&d.maps).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		if m, ok := v.Field(i).Interface().(*ebpf.Map); ok && m != nil {
+			out[v.Type().Field(i).Tag.Get("ebpf")] = m
+		}
 	}
+	return out
 }
 
 // ensureBPFFS mounts bpffs at BPFFSRoot when dir lies under it and it is not

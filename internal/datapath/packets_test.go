@@ -156,3 +156,31 @@ func arp() []byte {
 	binary.BigEndian.PutUint16(b[6:], 1)
 	return eth(etherARP, b)
 }
+
+// ip4Frag builds an IPv4 fragment: offset is in 8-byte units, more sets
+// the MF flag, payload is this fragment's share of the datagram.
+func ip4Frag(src, dst netip.Addr, proto uint8, id, offset uint16, more bool, payload []byte) []byte {
+	f := ip(src, dst, proto, payload)
+	h := f[14:34]
+	binary.BigEndian.PutUint16(h[4:], id)
+	flags := offset & 0x1fff
+	if more {
+		flags |= 0x2000
+	}
+	binary.BigEndian.PutUint16(h[6:], flags)
+	binary.BigEndian.PutUint16(h[10:], 0)
+	binary.BigEndian.PutUint16(h[10:], csum(h))
+	return f
+}
+
+// frag6 is an IPv6 fragment header.
+func frag6(id uint32, offset uint16, more bool) ext6 {
+	b := make([]byte, 8)
+	v := offset << 3
+	if more {
+		v |= 1
+	}
+	binary.BigEndian.PutUint16(b[2:], v)
+	binary.BigEndian.PutUint32(b[4:], id)
+	return ext6{44, b}
+}

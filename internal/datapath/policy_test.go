@@ -177,7 +177,7 @@ func TestCIDRClassPeer(t *testing.T) {
 			t.Errorf("CIDRClassPeer(%#x) err = %v, want ErrInvalid", c, err)
 		}
 	}
-	if !datapath.Identity(1<<24 | 7).IsWorldOrCIDR() || !datapath.IdentityWorld.IsWorldOrCIDR() || datapath.Identity(300).IsWorldOrCIDR() {
+	if !datapath.Identity(1<<24|7).IsWorldOrCIDR() || !datapath.IdentityWorld.IsWorldOrCIDR() || datapath.Identity(300).IsWorldOrCIDR() {
 		t.Error("IsWorldOrCIDR misclassifies")
 	}
 }

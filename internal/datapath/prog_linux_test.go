@@ -124,9 +124,11 @@ func progCases(t *testing.T) []progCase {
 	p80 := datapath.Port(80)
 	return []progCase{
 		{
-			name:   "allowed",
-			cfg:    enforced,
-			policy: func(ep datapath.EndpointID) []datapath.PolicyEntry { return []datapath.PolicyEntry{entry(ep, E, tcpP, idB, p80, datapath.VerdictAllow, 11)} },
+			name: "allowed",
+			cfg:  enforced,
+			policy: func(ep datapath.EndpointID) []datapath.PolicyEntry {
+				return []datapath.PolicyEntry{entry(ep, E, tcpP, idB, p80, datapath.VerdictAllow, 11)}
+			},
 			pkts: []pkt{
 				{hook: fromEP, frame: ip(epAddr, podB, 6, tcp(40000, 80, tcpSYN)), verdict: fwd, rule: 11},
 				{hook: fromEP, frame: ip(epAddr, podB, 6, tcp(40000, 80, tcpACK)), verdict: fwd, rule: 11, ct: datapath.CTEstablished},
@@ -355,6 +357,26 @@ func progCases(t *testing.T) []progCase {
 				{hook: fromEP, frame: ip(epAddr, podB, 17, udp(42000, 53)), verdict: fwd, rule: 28},
 				{hook: toEP, frame: ip(podB, epAddr, 1, icmpHdr(3, 3, 0, quoted(ip(epAddr, podB, 17, udp(42000, 53)))...)), verdict: fwd, rule: 28, ct: datapath.CTRelated},
 				{hook: toEP, frame: ip(podB, epAddr, 1, icmpHdr(3, 3, 0, quoted(ip(epAddr, podB, 17, udp(42001, 53)))...)), verdict: drop, reason: datapath.ReasonDefaultDeny},
+			},
+		},
+		{
+			// A DNS reply too big for one packet: later fragments carry no
+			// UDP header and borrow the ports recorded from the first.
+			name: "fragmented reply",
+			cfg:  enforced,
+			policy: func(ep datapath.EndpointID) []datapath.PolicyEntry {
+				return []datapath.PolicyEntry{entry(ep, E, udpP, idB, datapath.Port(53), datapath.VerdictAllow, 31)}
+			},
+			pkts: []pkt{
+				{hook: fromEP, frame: ip(epAddr, podB, 17, udp(45000, 53)), verdict: fwd, rule: 31},
+				{hook: toEP, frame: ip4Frag(podB, epAddr, 17, 0x1234, 0, true, udp(53, 45000, make([]byte, 64)...)), verdict: fwd, rule: 31, ct: datapath.CTReply},
+				{hook: toEP, frame: ip4Frag(podB, epAddr, 17, 0x1234, 9, false, make([]byte, 40)), verdict: fwd, rule: 31, ct: datapath.CTReply},
+				// A later fragment of a datagram whose head was never seen.
+				{hook: toEP, frame: ip4Frag(podB, epAddr, 17, 0x4321, 9, false, make([]byte, 40)), verdict: drop, reason: datapath.ReasonDefaultDeny},
+				{hook: fromEP, frame: ip(epAddr6, podB6, 17, udp(45001, 53)), verdict: fwd, rule: 31},
+				{hook: toEP, frame: ip(podB6, epAddr6, 17, udp(53, 45001, make([]byte, 64)...), frag6(77, 0, true)), verdict: fwd, rule: 31, ct: datapath.CTReply},
+				{hook: toEP, frame: ip(podB6, epAddr6, 17, make([]byte, 40), frag6(77, 9, false)), verdict: fwd, rule: 31, ct: datapath.CTReply},
+				{hook: toEP, frame: ip(podB6, epAddr6, 17, make([]byte, 40), frag6(78, 9, false)), verdict: drop, reason: datapath.ReasonDefaultDeny},
 			},
 		},
 		{
