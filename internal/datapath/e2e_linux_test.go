@@ -138,13 +138,24 @@ func mustHost(t *testing.T, name string, subnet int) *testHost {
 			t.Fatalf("host %s: add %v: %v", hostName, a, err)
 		}
 	}
-	for _, f := range []string{
-		"/proc/sys/net/ipv4/conf/" + hostName + "/forwarding",
-		"/proc/sys/net/ipv6/conf/" + hostName + "/force_forwarding",
-	} {
-		if err := os.WriteFile(f, []byte("1"), 0o644); err != nil {
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+hostName+"/forwarding", []byte("1"), 0o644); err != nil {
+		t.Fatalf("enable forwarding: %v", err)
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+hostName+"/force_forwarding", []byte("1"), 0o644); err != nil {
+		// Before Linux 6.17 IPv6 forwarding is only global: turn it on
+		// for the test and put the old value back.
+		if !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("enable forwarding: %v", err)
 		}
+		const all = "/proc/sys/net/ipv6/conf/all/forwarding"
+		old, err := os.ReadFile(all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(all, []byte("1"), 0o644); err != nil {
+			t.Fatalf("enable forwarding: %v", err)
+		}
+		t.Cleanup(func() { os.WriteFile(all, old, 0o644) })
 	}
 	if err := netlink.LinkSetUp(hl); err != nil {
 		t.Fatal(err)
