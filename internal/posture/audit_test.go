@@ -2,6 +2,7 @@ package posture_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/rampartsec/rampart/internal/posture"
@@ -131,5 +132,26 @@ spec:
 	}
 	if rep := posture.Audit(mustDecode(t, ns+pod), posture.Options{}); has(rep, "rampart:mesh-disabled") {
 		t.Error("the Namespace enables the mesh, yet mesh-disabled was reported")
+	}
+}
+
+// TestTableColor: severities are coloured only when asked (the CLI asks
+// when stdout is a terminal).
+func TestTableColor(t *testing.T) {
+	rep := posture.Audit(mustDecode(t, sysAdminPod), posture.Options{})
+	var plain, color strings.Builder
+	if err := posture.WriteTable(&plain, rep, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := posture.WriteTable(&color, rep, true); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plain.String(), "\x1b[") {
+		t.Error("plain table has escape sequences")
+	}
+	for _, want := range []string{"\x1b[31mHIGH  \x1b[0m", "\x1b[33mMEDIUM\x1b[0m", "\x1b[36mLOW   \x1b[0m"} {
+		if !strings.Contains(color.String(), want) {
+			t.Errorf("coloured table lacks %q", want)
+		}
 	}
 }

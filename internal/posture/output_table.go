@@ -74,10 +74,18 @@ func WriteTable(w io.Writer, r Report, color bool) error {
 	if groups > 0 {
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "%d findings (%d high, %d medium, %d low) in %d objects; %d workloads scored; standards: %s\n",
-		len(r.Findings), c[High], c[Medium], c[Low], len(r.Audited), len(r.Workloads), joinStandards(r.Standards))
+	fmt.Fprintf(&b, "%s (%d high, %d medium, %d low) in %s; %s scored; standards: %s\n",
+		plural(len(r.Findings), "finding"), c[High], c[Medium], c[Low], plural(len(r.Audited), "object"),
+		plural(len(r.Workloads), "workload"), joinStandards(r.Standards))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func location(file string, line int) string {
