@@ -60,13 +60,8 @@ verdict and the egress and ingress sides' verdicts.`,
 	return cmd
 }
 
-type portProto struct {
-	port  uint16
-	proto policy.Protocol
-}
-
-func parsePortList(list []string) ([]portProto, error) {
-	var out []portProto
+func parsePortList(list []string) ([]policy.PortProto, error) {
+	var out []policy.PortProto
 	for _, item := range list {
 		num, protoName, ok := strings.Cut(item, "/")
 		if !ok {
@@ -80,49 +75,34 @@ func parsePortList(list []string) ([]portProto, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, portProto{uint16(n), proto})
+		out = append(out, policy.PortProto{Port: uint16(n), Proto: proto})
 	}
 	return out, nil
 }
 
 // declaredPorts returns every port any workload declares, sorted.
-func declaredPorts(repo *policy.Repository) []portProto {
-	var out []portProto
+func declaredPorts(repo *policy.Repository) []policy.PortProto {
+	var out []policy.PortProto
 	for _, e := range repo.Endpoints() {
 		for _, p := range e.Ports {
-			out = append(out, portProto{p.Port, p.Proto})
+			out = append(out, policy.PortProto{Port: p.Port, Proto: p.Proto})
 		}
 	}
-	slices.SortFunc(out, func(a, b portProto) int {
-		return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(a.proto, b.proto))
+	slices.SortFunc(out, func(a, b policy.PortProto) int {
+		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
 	})
 	return slices.Compact(out)
 }
 
 type matrix struct {
 	eps     []*policy.Endpoint
-	ports   []portProto
-	results [][]policy.Verdict // [port][src*len(eps)+dst]
+	ports   []policy.PortProto
+	results [][]policy.Cell // [port][src*len(eps)+dst]
 }
 
-// computeMatrix decides every ordered pair, a workload with itself
-// included, on every port.
-func computeMatrix(repo *policy.Repository, ports []portProto) *matrix {
+func computeMatrix(repo *policy.Repository, ports []policy.PortProto) *matrix {
 	eps := repo.Endpoints()
-	m := &matrix{eps: eps, ports: ports, results: make([][]policy.Verdict, len(ports))}
-	for pi, pp := range ports {
-		res := make([]policy.Verdict, 0, len(eps)*len(eps))
-		for _, src := range eps {
-			for _, dst := range eps {
-				s := policy.Side{Endpoint: src, Identity: src.Identity}
-				d := policy.Side{Endpoint: dst, Identity: dst.Identity}
-				pickAddrs(&s, &d)
-				res = append(res, repo.Decide(policy.Flow{Src: s, Dst: d, Proto: pp.proto, Port: pp.port}))
-			}
-		}
-		m.results[pi] = res
-	}
-	return m
+	return &matrix{eps: eps, ports: ports, results: repo.Matrix(eps, ports)}
 }
 
 type matrixResult struct {
@@ -143,8 +123,8 @@ func (m *matrix) writeJSON(w io.Writer) error {
 	for pi, pp := range m.ports {
 		for i, v := range m.results[pi] {
 			out.Results = append(out.Results, matrixResult{
-				From: m.eps[i/n].Ref(), To: m.eps[i%n].Ref(), Port: pp.port, Protocol: pp.proto.String(),
-				Verdict: verdictWord(v.Allowed), Egress: verdictWord(v.Egress.Allowed), Ingress: verdictWord(v.Ingress.Allowed),
+				From: m.eps[i/n].Ref(), To: m.eps[i%n].Ref(), Port: pp.Port, Protocol: pp.Proto.String(),
+				Verdict: verdictWord(v.Allowed), Egress: verdictWord(v.Egress), Ingress: verdictWord(v.Ingress),
 			})
 		}
 	}
@@ -159,7 +139,7 @@ func (m *matrix) writeTable(w io.Writer) {
 		if pi > 0 {
 			fmt.Fprintln(bw)
 		}
-		fmt.Fprintln(bw, portString(pp.proto, pp.port))
+		fmt.Fprintln(bw, portString(pp.Proto, pp.Port))
 		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 		row := make([]string, 0, n+1)
 		row = append(row, "")

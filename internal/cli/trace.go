@@ -79,7 +79,7 @@ func runTrace(cmd *cobra.Command, s Streams, o traceOpts) error {
 	if err != nil {
 		return usageError("--to: %v", err)
 	}
-	pickAddrs(&src, &dst)
+	policy.PickAddrs(&src, &dst)
 	port, err := resolvePort(o.port, proto, dst)
 	if err != nil {
 		return usageError("--port: %v", err)
@@ -128,28 +128,6 @@ func resolveSide(repo *policy.Repository, ref string) (policy.Side, error) {
 		return policy.Side{}, err
 	}
 	return policy.Side{Endpoint: e, Identity: e.Identity}, nil
-}
-
-// pickAddrs gives endpoint sides without an explicit address one of the
-// family the other side uses (IPv4 first), so that CIDR rules can match
-// them.
-func pickAddrs(a, b *policy.Side) {
-	family := 4
-	for _, s := range []*policy.Side{a, b} {
-		if s.Addr.IsValid() && s.Addr.Is6() {
-			family = 6
-		}
-	}
-	for _, s := range []*policy.Side{a, b} {
-		if s.Addr.IsValid() || s.Endpoint == nil {
-			continue
-		}
-		if addr, ok := s.Endpoint.Addr(family); ok {
-			s.Addr = addr
-		} else if len(s.Endpoint.IPs) > 0 {
-			s.Addr = s.Endpoint.IPs[0]
-		}
-	}
 }
 
 func resolvePort(p string, proto policy.Protocol, dst policy.Side) (uint16, error) {
@@ -286,10 +264,10 @@ func toDecisionJSON(d policy.Decision) decisionJSON {
 		out.Policy, out.Rule, out.File, out.Line = d.Rule.Origin.Policy(), d.Rule.Origin.Path, d.Rule.Origin.File, d.Rule.Origin.Line
 	}
 	seen := map[string]bool{}
-	for _, o := range d.Selecting {
-		if !seen[o.Policy()] {
-			seen[o.Policy()] = true
-			out.SelectedBy = append(out.SelectedBy, o.Policy())
+	for _, s := range d.Selecting {
+		if p := s.Origin.Policy(); !seen[p] {
+			seen[p] = true
+			out.SelectedBy = append(out.SelectedBy, p)
 		}
 	}
 	return out

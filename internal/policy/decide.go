@@ -72,8 +72,8 @@ type Decision struct {
 	// Rule is the rule that decided, for AllowedByRule and DeniedByRule.
 	Rule *Rule
 	// Selecting lists the policies that select the endpoint in this
-	// direction.
-	Selecting []Origin
+	// direction (shared with the repository: do not modify).
+	Selecting []*Selection
 	// L7 lists the rules whose HTTP rules filter this flow, when the L4
 	// verdict is "allowed, through the proxy".
 	L7 []*Rule
@@ -117,9 +117,7 @@ func (r *Repository) decideSide(self, peer Side, dir Direction, f Flow, named ma
 		return d
 	}
 	dp := res.Dir(dir)
-	for _, s := range dp.Selections {
-		d.Selecting = append(d.Selecting, s.Origin)
-	}
+	d.Selecting = dp.Selections
 	pi := PeerInfo{Identity: peer.Identity, Addr: peer.Addr}
 	var allows []*Rule
 	for _, rule := range dp.Rules {
@@ -174,10 +172,10 @@ func (d Decision) Explain() string {
 	sel := func() string {
 		names := make([]string, 0, len(d.Selecting))
 		seen := map[string]bool{}
-		for _, o := range d.Selecting {
-			if !seen[o.Policy()] {
-				seen[o.Policy()] = true
-				names = append(names, o.Policy())
+		for _, s := range d.Selecting {
+			if p := s.Origin.Policy(); !seen[p] {
+				seen[p] = true
+				names = append(names, p)
 			}
 		}
 		return strings.Join(names, ", ")

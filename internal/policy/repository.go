@@ -29,6 +29,12 @@ type Repository struct {
 	resolved   map[identity.ID]*Resolved
 	idEps      map[identity.ID]map[string]*Endpoint // identity -> endpoints with it
 	selCache   *selectorCache
+
+	// named indexes endpoints by the port names they declare, for
+	// egress named-port expansion; nil when stale.
+	named map[string][]*Endpoint
+	// tables memoizes verdict tables; cleared on every change.
+	tables map[tableKey]*Table
 }
 
 type compiled struct {
@@ -113,7 +119,7 @@ func Build(ctx context.Context, objs []*resource.Object, alloc identity.Allocato
 	}
 	for _, o := range objs {
 		if isPolicy(o) {
-			if err := r.compile(o); err != nil {
+			if _, err := r.compile(o); err != nil {
 				return nil, err
 			}
 		}
@@ -154,10 +160,12 @@ func (r *Repository) addEndpoint(ctx context.Context, e *Endpoint) error {
 		r.selCache.addIdentity(id)
 	}
 	r.idEps[id.ID][k] = e
+	r.named = nil
+	r.tables = nil
 	return nil
 }
 
-func (r *Repository) compile(o *resource.Object) error {
+func (r *Repository) compile(o *resource.Object) (*compiled, error) {
 	var (
 		rules []*Rule
 		sels  []*Selection
@@ -169,19 +177,23 @@ func (r *Repository) compile(o *resource.Object) error {
 		rules, sels, err = compileNetworkPolicy(o)
 	}
 	if err != nil {
-		return fmt.Errorf("%s (%s): %w", o.Ref(), o.Source, err)
+		return nil, fmt.Errorf("%s (%s): %w", o.Ref(), o.Source, err)
 	}
 	c := &compiled{obj: o, key: o.Key(), ns: o.Namespace, rules: rules, sels: sels}
+	r.add(c)
+	return c, nil
+}
+
+func (r *Repository) add(c *compiled) {
 	r.policies[c.key] = c
 	if c.ns == "" {
 		r.clusterPol[c.key] = c
-	} else {
-		if r.byNS[c.ns] == nil {
-			r.byNS[c.ns] = map[string]*compiled{}
-		}
-		r.byNS[c.ns][c.key] = c
+		return
 	}
-	return nil
+	if r.byNS[c.ns] == nil {
+		r.byNS[c.ns] = map[string]*compiled{}
+	}
+	r.byNS[c.ns][c.key] = c
 }
 
 // resolve recomputes the policy of one identity from the policies that can
@@ -214,6 +226,7 @@ func (r *Repository) resolve(id identity.ID) {
 		}
 	}
 	r.resolved[id] = res
+	r.tables = nil
 }
 
 // candidates returns the policies that may select an identity of namespace
@@ -230,25 +243,24 @@ func (r *Repository) candidates(ns string) []*compiled {
 	return out
 }
 
-// UpsertPolicy adds or replaces a policy and re-resolves the identities it
-// can affect. It returns those identities, which the caller (the datapath
-// sync) must reprogram.
+// UpsertPolicy adds or replaces a policy and re-resolves the identities
+// its old or new version selects. It returns those identities, which the
+// caller (the datapath sync) must reprogram. On error the repository is
+// unchanged.
 func (r *Repository) UpsertPolicy(o *resource.Object) ([]identity.ID, error) {
 	if !isPolicy(o) {
 		return nil, fmt.Errorf("%s is not a network policy", o.Ref())
 	}
 	old := r.policies[o.Key()]
 	r.removePolicy(o.Key())
-	if err := r.compile(o); err != nil {
+	c, err := r.compile(o)
+	if err != nil {
 		if old != nil { // keep the old version: nothing half-applied
-			r.restore(old)
+			r.add(old)
 		}
 		return nil, err
 	}
-	if old != nil {
-		return r.reresolve(o.Namespace, old.ns), nil
-	}
-	return r.reresolve(o.Namespace), nil
+	return r.reresolve(old, c), nil
 }
 
 // DeletePolicy removes the policy with the given object key and re-resolves
@@ -259,16 +271,7 @@ func (r *Repository) DeletePolicy(key string) []identity.ID {
 		return nil
 	}
 	r.removePolicy(key)
-	return r.reresolve(old.ns)
-}
-
-func (r *Repository) restore(c *compiled) {
-	r.policies[c.key] = c
-	if c.ns == "" {
-		r.clusterPol[c.key] = c
-	} else {
-		r.byNS[c.ns][c.key] = c
-	}
+	return r.reresolve(old, nil)
 }
 
 func (r *Repository) removePolicy(key string) {
@@ -283,28 +286,45 @@ func (r *Repository) removePolicy(key string) {
 	}
 }
 
-// reresolve re-resolves the identities of the namespaces given (all of
-// them when one is "", the mark of a cluster-wide policy) and returns them
-// sorted.
-func (r *Repository) reresolve(namespaces ...string) []identity.ID {
-	all := slices.Contains(namespaces, "")
+// reresolve re-resolves the identities that the old or the new version of
+// a policy selects (either may be nil) and returns them sorted. Identities
+// neither version selects cannot have changed.
+func (r *Repository) reresolve(versions ...*compiled) []identity.ID {
 	var ids []identity.ID
 	for id, eps := range r.idEps {
-		if !all {
-			var ns string
-			for _, e := range eps {
-				ns = e.Namespace
-				break
-			}
-			if !slices.Contains(namespaces, ns) {
-				continue
-			}
+		var ident *identity.Identity
+		for _, e := range eps {
+			ident = e.Identity
+			break
+		}
+		if !slices.ContainsFunc(versions, func(c *compiled) bool { return c != nil && c.selects(ident) }) {
+			continue
 		}
 		r.resolve(id)
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// selects reports whether any selection or rule of c applies to ident.
+func (c *compiled) selects(ident *identity.Identity) bool {
+	if c.ns != "" {
+		if ns, _ := ident.Labels.Get(labels.NamespaceKey); ns != c.ns {
+			return false
+		}
+	}
+	for _, s := range c.sels {
+		if s.Subject.Matches(ident.Labels) {
+			return true
+		}
+	}
+	for _, rule := range c.rules {
+		if rule.Subject.Matches(ident.Labels) {
+			return true
+		}
+	}
+	return false
 }
 
 // Resolved returns the resolved policy of id, or nil if no endpoint has it.

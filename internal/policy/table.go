@@ -1,7 +1,11 @@
 package policy
 
 import (
+	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/rampartsec/rampart/internal/identity"
 )
@@ -34,17 +38,17 @@ const AnyPeer identity.ID = 0
 
 // TableEntry is one row of a verdict table: a peer (an identity, any peer,
 // or a CIDR), a protocol and port range, and an action. Proto 0 means all
-// traffic. This is the form the datapath compiles into its maps.
+// traffic. This is the form the datapath compiles into its maps; it is kept
+// small because broad selectors expand into many rows.
 type TableEntry struct {
-	Peer      identity.ID
-	CIDR      netip.Prefix // when valid, the entry matches by address
-	Except    []netip.Prefix
-	WorldOnly bool
-	Proto     Protocol
-	Lo, Hi    uint16
-	Action    Action
-	HTTP      []HTTPRule
-	Origin    Origin
+	Peer   identity.ID
+	Proto  Protocol
+	Action Action
+	Lo, Hi uint16
+	// CIDR, when set, makes the entry match by address instead of Peer.
+	CIDR *Peer
+	// Rule is the rule the entry comes from: its origin and HTTP rules.
+	Rule *Rule
 }
 
 // Table is the verdict table of one endpoint in one direction.
@@ -59,7 +63,60 @@ type Table struct {
 // entries. Selectors become the identities they select now; named ports
 // become numbers, resolved against e itself at ingress and against each
 // possible destination endpoint at egress.
+//
+// Tables depend only on the identity and, through ingress named ports, on
+// the endpoint's declared ports, so endpoints that share both share one
+// table. The returned table is shared: do not modify it.
 func (r *Repository) Table(e *Endpoint, dir Direction) *Table {
+	key := tableKey{id: e.Identity.ID, dir: dir}
+	if dir == Ingress {
+		key.ports = namedPortsKey(e.NamedPorts)
+	}
+	if t, ok := r.tables[key]; ok {
+		return t
+	}
+	t := r.table(e, dir)
+	if r.tables == nil {
+		r.tables = map[tableKey]*Table{}
+	}
+	r.tables[key] = t
+	return t
+}
+
+type tableKey struct {
+	id    identity.ID
+	dir   Direction
+	ports string
+}
+
+func namedPortsKey(m map[string]NamedPort) string {
+	if len(m) == 0 {
+		return ""
+	}
+	names := slices.Sorted(maps.Keys(m))
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s=%d/%d,", n, m[n].Port, m[n].Proto)
+	}
+	return b.String()
+}
+
+// namedIndex returns the endpoints that declare each port name, built once
+// per change of the endpoint set.
+func (r *Repository) namedIndex() map[string][]*Endpoint {
+	if r.named != nil {
+		return r.named
+	}
+	r.named = map[string][]*Endpoint{}
+	for _, e := range r.Endpoints() {
+		for name := range e.NamedPorts {
+			r.named[name] = append(r.named[name], e)
+		}
+	}
+	return r.named
+}
+
+func (r *Repository) table(e *Endpoint, dir Direction) *Table {
 	t := &Table{Direction: dir}
 	res := r.resolved[e.Identity.ID]
 	if res == nil {
@@ -75,7 +132,7 @@ func (r *Repository) Table(e *Endpoint, dir Direction) *Table {
 		case len(rule.HTTP) > 0:
 			act = Redirect
 		}
-		base := TableEntry{Action: act, HTTP: rule.HTTP, Origin: rule.Origin}
+		base := TableEntry{Action: act, Rule: rule}
 		ports := rule.Ports
 		if ports == nil {
 			ports = []PortRange{{}} // Proto 0: all traffic
@@ -99,10 +156,10 @@ func (r *Repository) expandPeers(t *Table, rule *Rule, ent TableEntry) {
 		t.Entries = append(t.Entries, ent)
 		return
 	}
-	for _, p := range rule.Peers {
+	for i, p := range rule.Peers {
 		if p.Selector == nil {
 			e := ent
-			e.CIDR, e.Except, e.WorldOnly = p.CIDR, p.Except, p.WorldOnly
+			e.CIDR = &rule.Peers[i]
 			t.Entries = append(t.Entries, e)
 			continue
 		}
@@ -129,7 +186,7 @@ func (r *Repository) expandNamed(t *Table, e *Endpoint, dir Direction, rule *Rul
 		r.expandPeers(t, rule, ent)
 		return
 	}
-	for _, dst := range r.Endpoints() {
+	for _, dst := range r.namedIndex()[pr.Name] {
 		np, ok := dst.NamedPorts[pr.Name]
 		if !ok || np.Proto != pr.Proto {
 			continue
@@ -151,9 +208,9 @@ func (r *Repository) expandNamed(t *Table, e *Endpoint, dir Direction, rule *Rul
 				continue
 			}
 			for _, a := range dst.IPs {
-				if (Peer{CIDR: p.CIDR, Except: p.Except, WorldOnly: p.WorldOnly}).matches(PeerInfo{Identity: dst.Identity, Addr: a}) {
+				if p.matches(PeerInfo{Identity: dst.Identity, Addr: a}) {
 					x := ent
-					x.CIDR = netip.PrefixFrom(a, a.BitLen())
+					x.CIDR = &Peer{CIDR: netip.PrefixFrom(a, a.BitLen())}
 					t.Entries = append(t.Entries, x)
 				}
 			}
@@ -165,8 +222,8 @@ func (ent *TableEntry) matches(peer PeerInfo, proto Protocol, port uint16) bool 
 	if ent.Proto != 0 && (ent.Proto != proto || port < ent.Lo || port > ent.Hi) {
 		return false
 	}
-	if ent.CIDR.IsValid() {
-		return Peer{CIDR: ent.CIDR, Except: ent.Except, WorldOnly: ent.WorldOnly}.matches(peer)
+	if ent.CIDR != nil {
+		return ent.CIDR.matches(peer)
 	}
 	return ent.Peer == AnyPeer || (peer.Identity != nil && ent.Peer == peer.Identity.ID)
 }
