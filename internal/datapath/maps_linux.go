@@ -183,7 +183,9 @@ func (d *Datapath) PolicyEntries(ep EndpointID) ([]PolicyEntry, error) {
 // ResolvePrecedence. It writes new and changed entries first and deletes
 // stale ones last, so a rule present before and after never disappears
 // mid-update; a rule being replaced by a narrower one may briefly coexist
-// with it. A nil entries removes all of ep's policy.
+// with it. A nil entries removes all of ep's policy. Calls for the same
+// endpoint must not overlap: each diffs against what it reads, so the
+// endpoint manager serialises them per endpoint.
 func (d *Datapath) SyncPolicy(ep EndpointID, entries []PolicyEntry) error {
 	for i, e := range entries {
 		if e.Key.Endpoint != ep {
