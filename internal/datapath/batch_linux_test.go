@@ -25,7 +25,7 @@ func TestBatchSupported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Remove()
+	defer func() { d.Remove(); os.Remove(filepath.Dir(dir)) }()
 	keys := []bpfPolicyKey{{Prefixlen: 80, Endpoint: 1, Proto: 6, Peer: 300, Dport: be16(80)}, {Prefixlen: 72, Endpoint: 1, Proto: 6, Peer: 300, Dport: be16(0x0100)}}
 	vals := []bpfPolicyValue{{Verdict: bpfPolicyVerdictPOLICY_ALLOW}, {Verdict: bpfPolicyVerdictPOLICY_DENY}}
 	n, err := d.maps.Policy.BatchUpdate(keys, vals, nil)
