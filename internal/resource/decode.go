@@ -206,7 +206,7 @@ func decodeObject(src Source, m map[string]any, pos *positions, prefix string) (
 	} else {
 		meta.SetNamespace("")
 	}
-	v := &validator{obj: o, base: prefix}
+	v := &validator{obj: o, base: prefix, pathNames: k.pathNames}
 	v.meta(meta)
 	if k.validate != nil {
 		k.validate(v, typed)

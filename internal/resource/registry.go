@@ -18,6 +18,14 @@ type kindInfo struct {
 	newObj     func() any
 	namespaced bool
 	validate   func(v *validator, obj any)
+	// pathNames marks kinds whose names only need to be valid path
+	// segments, as the apiserver allows for RBAC ("system:controller:x").
+	pathNames bool
+}
+
+func pathNamed(k kindInfo) kindInfo {
+	k.pathNames = true
+	return k
 }
 
 func typed[T any](namespaced bool, validate func(*validator, *T)) kindInfo {
@@ -54,10 +62,10 @@ var registry = map[string]kindInfo{
 	"security.istio.io/v1beta1/PeerAuthentication":    typed(true, validatePeerAuthentication),
 	"security.istio.io/v1/RequestAuthentication":      typed(true, validateRequestAuthentication),
 	"security.istio.io/v1beta1/RequestAuthentication": typed(true, validateRequestAuthentication),
-	"rbac.authorization.k8s.io/v1/Role":               typed[rbacv1.Role](true, nil),
-	"rbac.authorization.k8s.io/v1/ClusterRole":        typed[rbacv1.ClusterRole](false, nil),
-	"rbac.authorization.k8s.io/v1/RoleBinding":        typed[rbacv1.RoleBinding](true, nil),
-	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": typed[rbacv1.ClusterRoleBinding](false, nil),
+	"rbac.authorization.k8s.io/v1/Role":               pathNamed(typed[rbacv1.Role](true, nil)),
+	"rbac.authorization.k8s.io/v1/ClusterRole":        pathNamed(typed[rbacv1.ClusterRole](false, nil)),
+	"rbac.authorization.k8s.io/v1/RoleBinding":        pathNamed(typed[rbacv1.RoleBinding](true, nil)),
+	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": pathNamed(typed[rbacv1.ClusterRoleBinding](false, nil)),
 }
 
 func supportedKinds() string {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	apipath "k8s.io/apimachinery/pkg/api/validation/path"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -17,9 +18,10 @@ import (
 
 // validator collects the semantic errors of one object.
 type validator struct {
-	obj  *Object
-	base string // the object's path in its document
-	errs ErrorList
+	obj       *Object
+	pathNames bool   // names need only be path segments (RBAC kinds)
+	base      string // the object's path in its document
+	errs      ErrorList
 }
 
 func (v *validator) add(path, format string, args ...any) {
@@ -27,10 +29,17 @@ func (v *validator) add(path, format string, args ...any) {
 }
 
 func (v *validator) meta(m metav1.Object) {
-	if m.GetName() == "" {
+	switch {
+	case m.GetName() == "":
 		v.add("metadata.name", "name is required")
-	} else if msgs := validation.IsDNS1123Subdomain(m.GetName()); len(msgs) > 0 {
-		v.add("metadata.name", "invalid name %q: %s", m.GetName(), strings.Join(msgs, "; "))
+	case v.pathNames:
+		if msgs := apipath.IsValidPathSegmentName(m.GetName()); len(msgs) > 0 {
+			v.add("metadata.name", "invalid name %q: %s", m.GetName(), strings.Join(msgs, "; "))
+		}
+	default:
+		if msgs := validation.IsDNS1123Subdomain(m.GetName()); len(msgs) > 0 {
+			v.add("metadata.name", "invalid name %q: %s", m.GetName(), strings.Join(msgs, "; "))
+		}
 	}
 	if ns := m.GetNamespace(); ns != "" {
 		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
