@@ -388,3 +388,59 @@ func (r *Repository) EndpointByAddr(addr string) *Endpoint {
 	}
 	return nil
 }
+
+// UpsertEndpoint adds or replaces a live endpoint (the node's workloads
+// come from its endpoint manager, not from manifests) and gives it its
+// identity. It returns the identity.
+func (r *Repository) UpsertEndpoint(ctx context.Context, e *Endpoint) (identity.ID, error) {
+	r.removeEndpoint(endpointKey(e))
+	if err := r.addEndpoint(ctx, e); err != nil {
+		return 0, err
+	}
+	r.resolve(e.Identity.ID)
+	return e.Identity.ID, nil
+}
+
+// DeleteEndpoint removes the endpoint Kind/namespace/name.
+func (r *Repository) DeleteEndpoint(kind, namespace, name string) {
+	r.removeEndpoint(kind + "/" + namespace + "/" + name)
+}
+
+func (r *Repository) removeEndpoint(key string) {
+	e := r.endpoints[key]
+	if e == nil {
+		return
+	}
+	delete(r.endpoints, key)
+	if m := r.idEps[e.Identity.ID]; m != nil {
+		delete(m, key)
+		if len(m) == 0 {
+			delete(r.idEps, e.Identity.ID)
+			delete(r.resolved, e.Identity.ID)
+			r.selCache.removeIdentity(e.Identity.ID)
+		}
+	}
+	r.named, r.tables = nil, nil
+}
+
+// SetNamespace records the labels of a namespace. Endpoints in it get new
+// identities, since namespace labels are part of an identity; it returns
+// whether any endpoint changed identity.
+func (r *Repository) SetNamespace(ctx context.Context, name string, lbls map[string]string) (bool, error) {
+	r.namespaces[name] = lbls
+	changed := false
+	for _, e := range r.Endpoints() {
+		if e.Namespace != name {
+			continue
+		}
+		old := e.Identity.ID
+		if _, err := r.UpsertEndpoint(ctx, e); err != nil {
+			return changed, err
+		}
+		changed = changed || e.Identity.ID != old
+	}
+	return changed, nil
+}
+
+// NamespaceLabels returns the labels recorded for a namespace.
+func (r *Repository) NamespaceLabels(name string) map[string]string { return r.namespaces[name] }

@@ -53,3 +53,14 @@ func (c *selectorCache) get(sel labels.Selector) []identity.ID {
 	c.selected[k] = ids
 	return ids
 }
+
+// removeIdentity forgets an identity no endpoint has any more, so that
+// tables stop listing it.
+func (c *selectorCache) removeIdentity(id identity.ID) {
+	c.identities = slices.DeleteFunc(c.identities, func(i *identity.Identity) bool { return i.ID == id })
+	for k, ids := range c.selected {
+		if i, ok := slices.BinarySearch(ids, id); ok {
+			c.selected[k] = slices.Delete(slices.Clone(ids), i, i+1)
+		}
+	}
+}
