@@ -3,6 +3,7 @@ package policy
 import (
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/rampartsec/rampart/internal/identity"
@@ -158,7 +159,7 @@ func (h HTTPRule) matches(req HTTPRequest) bool {
 		if !ok {
 			return false
 		}
-		if hm.HasValue && !containsString(vals, hm.Value) {
+		if hm.HasValue && !slices.Contains(vals, hm.Value) {
 			return false
 		}
 	}
@@ -172,15 +173,6 @@ func lookupHeader(h map[string][]string, name string) ([]string, bool) {
 		}
 	}
 	return nil, false
-}
-
-func containsString(vals []string, v string) bool {
-	for _, x := range vals {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // anchored compiles expr to match a whole value, as Cilium's (Envoy's) L7
