@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+
+	"github.com/vishvananda/netns"
+)
+
+// inNetns runs fn on an OS thread switched into ns. It uses a goroutine of
+// its own so that a failure to switch back strands only that thread, which
+// Go then discards instead of reusing it in the wrong namespace. Sockets
+// created and processes started by fn belong to ns.
+func inNetns(ns netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("enter netns: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("leave netns: %w", err))
+			return // the thread stays locked and dies with the goroutine
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// newNetns creates an anonymous network namespace. It lives as long as the
+// returned handle or a process inside it, so nothing is left behind in
+// /run/netns when the benchmark is killed.
+func newNetns() (netns.NsHandle, error) {
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	c := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			c <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New()
+		if err != nil {
+			c <- result{err: fmt.Errorf("create netns: %w", err)}
+			return
+		}
+		if err := netns.Set(orig); err != nil {
+			ns.Close()
+			c <- result{err: fmt.Errorf("leave new netns: %w", err)}
+			return
+		}
+		runtime.UnlockOSThread()
+		c <- result{ns: ns}
+	}()
+	r := <-c
+	return r.ns, r.err
+}
+
+// startIn starts cmd inside ns. The child inherits the namespace of the
+// thread that forks it, and is killed if this process dies.
+func startIn(ns netns.NsHandle, cmd *exec.Cmd) error {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	return inNetns(ns, cmd.Start)
+}
+
+// sysctl writes a per-namespace sysctl such as net/ipv4/ip_forward inside
+// ns; /proc/sys/net resolves against the writing thread's namespace.
+func sysctl(ns netns.NsHandle, name, value string) error {
+	return inNetns(ns, func() error {
+		if err := os.WriteFile("/proc/sys/"+name, []byte(value), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %w", name, value, err)
+		}
+		return nil
+	})
+}

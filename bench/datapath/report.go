@@ -1,0 +1,335 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// goalRatio is the target for b/a on every measure.
+const goalRatio = 0.95
+
+// variant is a configuration with a policy size; n is 0 for (a).
+type variant struct {
+	cfg config
+	n   int
+}
+
+func (v variant) String() string {
+	if v.n == 0 {
+		return string(v.cfg)
+	}
+	return fmt.Sprintf("%s N=%d", v.cfg, v.n)
+}
+
+// environment describes the machine and tools of a run.
+type environment struct {
+	kernel, goVersion     string
+	iperf, iptables       string
+	cpus                  int
+	loadBefore, loadAfter string
+}
+
+// report holds every value of a run.
+type report struct {
+	opts     options
+	env      environment
+	variants []variant
+	// values[v][m] holds one value per round, in round order; throughput
+	// is in bit/s, the others per second.
+	values map[variant]map[measure][]float64
+	// bpf[v][m] holds, per round, what the attached programs cost during
+	// a measure (-bpf-stats only).
+	bpf map[variant]map[measure][]bpfSample
+	// forwarded is how many packets the datapath forwarded over the run.
+	forwarded uint64
+	// notes are printed after the tables.
+	notes []string
+}
+
+func newReport(o options, variants []variant) *report {
+	r := &report{
+		opts:     o,
+		variants: variants,
+		values:   make(map[variant]map[measure][]float64),
+		bpf:      make(map[variant]map[measure][]bpfSample),
+	}
+	for _, v := range variants {
+		r.values[v] = make(map[measure][]float64)
+		r.bpf[v] = make(map[measure][]bpfSample)
+	}
+	return r
+}
+
+// variantsOf lists what a run measures: (a) once, then each other
+// configuration at each N.
+func variantsOf(o options) []variant {
+	vs := []variant{{cfg: cfgPlain}}
+	for _, c := range o.configs {
+		if c == cfgPlain {
+			continue
+		}
+		for _, n := range o.ns {
+			vs = append(vs, variant{c, n})
+		}
+	}
+	return vs
+}
+
+// bpfSample is the run time and run count of the datapath programs over
+// one measurement, with the measurement's length and operations
+// (transactions or connections; 0 for throughput).
+type bpfSample struct {
+	Runtime time.Duration
+	Runs    uint64
+	Seconds float64
+	Ops     int64
+}
+
+// sub returns the programs' cost between two readings.
+func (s bpfSample) sub(before bpfSample) bpfSample {
+	return bpfSample{Runtime: s.Runtime - before.Runtime, Runs: s.Runs - before.Runs}
+}
+
+// summary is the median and range of a sample.
+type summary struct {
+	med, lo, hi float64
+	n           int
+}
+
+func summarize(xs []float64) summary {
+	if len(xs) == 0 {
+		return summary{med: math.NaN(), lo: math.NaN(), hi: math.NaN()}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return summary{med: m, lo: s[0], hi: s[len(s)-1], n: len(s)}
+}
+
+// spread is the range relative to the median.
+func (s summary) spread() float64 { return (s.hi - s.lo) / s.med }
+
+// ratios divides v's value by (a)'s value of the same round, which cancels
+// machine-wide drift that affects both alike.
+func (r *report) ratios(v variant, m measure) []float64 {
+	num, den := r.values[v][m], r.values[variant{cfg: cfgPlain}][m]
+	var out []float64
+	for i := range min(len(num), len(den)) {
+		if den[i] > 0 {
+			out = append(out, num[i]/den[i])
+		}
+	}
+	return out
+}
+
+func scale(m measure, x float64) float64 {
+	if m == measureThroughput {
+		return x / 1e9
+	}
+	return x
+}
+
+func formatValue(m measure, s summary) string {
+	if s.n == 0 {
+		return "-"
+	}
+	f := "%.0f [%.0f-%.0f]"
+	if m == measureThroughput {
+		f = "%.2f [%.2f-%.2f]"
+	}
+	str := fmt.Sprintf(f, scale(m, s.med), scale(m, s.lo), scale(m, s.hi))
+	if s.n > 1 {
+		str += fmt.Sprintf(" ±%.1f%%", 50*s.spread())
+	}
+	return str
+}
+
+func formatRatio(s summary) string {
+	if s.n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f [%.3f-%.3f]", s.med, s.lo, s.hi)
+}
+
+// flatness compares b/a at the smallest and largest N for measure m.
+type flatness struct {
+	from, to summary
+	change   float64
+	flat     bool
+	// overlap says the two ranges overlap: the change is within noise.
+	overlap bool
+}
+
+func (r *report) flatness(m measure) (flatness, bool) {
+	ns := r.opts.ns
+	if !r.opts.has(cfgRampart) || len(ns) < 2 {
+		return flatness{}, false
+	}
+	f := flatness{
+		from: summarize(r.ratios(variant{cfgRampart, ns[0]}, m)),
+		to:   summarize(r.ratios(variant{cfgRampart, ns[len(ns)-1]}, m)),
+	}
+	if f.from.n == 0 || f.to.n == 0 {
+		return flatness{}, false
+	}
+	f.change = f.to.med/f.from.med - 1
+	f.flat = math.Abs(f.change) <= r.opts.flatTolerance
+	f.overlap = f.to.lo <= f.from.hi && f.from.lo <= f.to.hi
+	return f, true
+}
+
+// print writes the tables, ratios and verdicts.
+func (r *report) print(w io.Writer) {
+	o := r.opts
+	fmt.Fprintf(w, "Rampart datapath benchmark: %d round(s) x %v per measure, configurations interleaved (order rotated each round)\n", o.reps, o.duration)
+	fmt.Fprintf(w, "  kernel %s, %d CPUs, %s\n", r.env.kernel, r.env.cpus, r.env.goVersion)
+	if r.env.iperf != "" {
+		fmt.Fprintf(w, "  %s\n", r.env.iperf)
+	}
+	if r.env.iptables != "" {
+		fmt.Fprintf(w, "  %s\n", r.env.iptables)
+	}
+	fmt.Fprintf(w, "  load average (1/5/15 min): before %s, after %s\n", r.env.loadBefore, r.env.loadAfter)
+	fmt.Fprintf(w, "  traffic: IPv4 TCP %v -> %v, routed through a router namespace\n", clientAddr, serverAddr)
+	if o.has(cfgRampart) {
+		fmt.Fprintf(w, "  b: default deny both ways, N rows at the client's egress and N at the server's ingress; flow events %q, drained", o.eventsName)
+		if o.bpfStats {
+			fmt.Fprint(w, "; eBPF run time statistics ON (slows b a little)")
+		}
+		fmt.Fprintln(w)
+	}
+	if o.has(cfgIptables) || o.has(cfgIptablesWorst) {
+		fmt.Fprintln(w, "  c: FORWARD policy DROP, conntrack RELATED,ESTABLISHED accept first, then N rules; the accept for the traffic after N/2 (c) or N (c-worst) rules")
+	}
+
+	fmt.Fprintf(w, "\nAbsolute: median [min-max] ±half-range%% over %d round(s)\n", o.reps)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	hdr := []string{"config", "", "N"}
+	for _, m := range o.measures {
+		hdr = append(hdr, m.header())
+	}
+	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
+	for _, v := range r.variants {
+		n := "-"
+		if v.n > 0 {
+			n = fmt.Sprint(v.n)
+		}
+		row := []string{string(v.cfg), v.cfg.describe(), n}
+		for _, m := range o.measures {
+			row = append(row, formatValue(m, summarize(r.values[v][m])))
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	tw.Flush()
+
+	if len(r.variants) > 1 {
+		fmt.Fprintln(w, "\nRatio to a: median of per-round ratios [min-max]")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		hdr = []string{"ratio", "N"}
+		for _, m := range o.measures {
+			hdr = append(hdr, string(m))
+		}
+		fmt.Fprintln(tw, strings.Join(hdr, "\t"))
+		for _, v := range r.variants[1:] {
+			row := []string{string(v.cfg) + "/a", fmt.Sprint(v.n)}
+			for _, m := range o.measures {
+				row = append(row, formatRatio(summarize(r.ratios(v, m))))
+			}
+			fmt.Fprintln(tw, strings.Join(row, "\t"))
+		}
+		tw.Flush()
+	}
+
+	if o.has(cfgRampart) && len(o.ns) >= 2 {
+		fmt.Fprintf(w, "\nb/a from N=%d to N=%d (flat: within ±%.0f%%)\n", o.ns[0], o.ns[len(o.ns)-1], 100*o.flatTolerance)
+		for _, m := range o.measures {
+			f, ok := r.flatness(m)
+			if !ok {
+				continue
+			}
+			verdict := "flat"
+			if !f.flat {
+				verdict = "NOT flat"
+			}
+			if f.overlap {
+				verdict += ", ranges overlap"
+			} else {
+				verdict += ", ranges disjoint"
+			}
+			fmt.Fprintf(w, "  %-10s  %.3f -> %.3f  (%+.1f%%)  %s\n", m, f.from.med, f.to.med, 100*f.change, verdict)
+		}
+	}
+	if o.has(cfgRampart) {
+		fmt.Fprintf(w, "\nGoal b/a >= %.2f (median):\n", goalRatio)
+		for _, m := range o.measures {
+			var parts []string
+			for _, n := range o.ns {
+				s := summarize(r.ratios(variant{cfgRampart, n}, m))
+				mark := "met"
+				if !(s.med >= goalRatio) {
+					mark = "MISSED"
+				}
+				parts = append(parts, fmt.Sprintf("N=%d %.3f %s", n, s.med, mark))
+			}
+			fmt.Fprintf(w, "  %-10s  %s\n", m, strings.Join(parts, "; "))
+		}
+	}
+	r.printBPF(w)
+	if len(r.notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range r.notes {
+			fmt.Fprintln(w, n)
+		}
+	}
+}
+
+// printBPF prints what the datapath programs cost per run, per operation
+// and in CPU time, when -bpf-stats collected it.
+func (r *report) printBPF(w io.Writer) {
+	var rows []string
+	for _, v := range r.variants {
+		for _, m := range r.opts.measures {
+			samples := r.bpf[v][m]
+			if len(samples) == 0 {
+				continue
+			}
+			var perRun, perOp, runsPerOp, cpu []float64
+			for _, s := range samples {
+				if s.Runs == 0 || s.Seconds <= 0 {
+					continue
+				}
+				perRun = append(perRun, float64(s.Runtime.Nanoseconds())/float64(s.Runs))
+				cpu = append(cpu, 100*s.Runtime.Seconds()/s.Seconds)
+				if s.Ops > 0 {
+					perOp = append(perOp, float64(s.Runtime.Nanoseconds())/float64(s.Ops))
+					runsPerOp = append(runsPerOp, float64(s.Runs)/float64(s.Ops))
+				}
+			}
+			op, rpo := "-", "-"
+			if len(perOp) > 0 {
+				op = fmt.Sprintf("%.0f", summarize(perOp).med)
+				rpo = fmt.Sprintf("%.1f", summarize(runsPerOp).med)
+			}
+			rows = append(rows, fmt.Sprintf("%s\t%d\t%s\t%.0f\t%s\t%s\t%.1f%%",
+				v.cfg, v.n, m, summarize(perRun).med, rpo, op, summarize(cpu).med))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\neBPF program cost (-bpf-stats, medians; collecting the statistics adds a little to every run)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "config\tN\tmeasure\tns/run\truns/op\tns/op\tCPU (of one core)")
+	for _, row := range rows {
+		fmt.Fprintln(tw, row)
+	}
+	tw.Flush()
+}
