@@ -94,6 +94,7 @@ func reexecIsolated() int {
 		}
 	}()
 	err = cmd.Wait()
+	sweepNetNS(cmd.Process.Pid)
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ee.ExitCode() >= 0 {
@@ -106,6 +107,23 @@ func reexecIsolated() int {
 		return 1
 	}
 	return 0
+}
+
+// sweepNetNS unmounts the named namespaces that the test process pid
+// left behind if it died before its cleanups ran (a timeout, a crash).
+// Its workloads exit by themselves within five minutes.
+func sweepNetNS(pid int) {
+	prefix := "t" + strconv.FormatInt(int64(pid), 36)
+	ents, _ := os.ReadDir(endpoint.DefaultNetNSDir)
+	for _, de := range ents {
+		n := de.Name()
+		if len(n) > len(prefix)+2 && strings.HasPrefix(n, prefix) && n[len(prefix)+1] == '-' {
+			p := filepath.Join(endpoint.DefaultNetNSDir, n)
+			fmt.Fprintln(os.Stderr, "removing leftover network namespace", p)
+			unix.Unmount(p, unix.MNT_DETACH)
+			os.Remove(p)
+		}
+	}
 }
 
 // helperServe is the workload: it prints its network namespace, serves

@@ -430,3 +430,23 @@ func netlinkLinkByName(name string) (netlink.Link, error) {
 
 // netlinkDelete deletes l, ignoring errors: it undoes a half-made link.
 func netlinkDelete(l netlink.Link) { netlink.LinkDel(l) }
+
+// isPeerIn reports whether the namespace at nsPath has an eth0 whose veth
+// peer is the host interface hostIndex.
+func isPeerIn(nsPath string, hostIndex int) bool {
+	if !isNetNS(nsPath) {
+		return false
+	}
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return false
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	eth, err := h.LinkByName(podIfName)
+	return err == nil && eth.Attrs().ParentIndex == hostIndex
+}

@@ -172,11 +172,13 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (Endpoint, error) {
 	// leaves something Restore reports and Delete or Cleanup removes.
 	err = m.saveLocked(e)
 	m.mu.Unlock()
+	nsMade := false
 	if err == nil {
-		err = m.createNetwork(ctx, e)
+		nsMade, err = m.createNetwork(ctx, e)
 	}
 	if err != nil {
-		if uerr := m.teardown(e); uerr != nil {
+		// A namespace that was there before is not ours to remove.
+		if uerr := m.teardown(e, !nsMade); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("undo: %w", uerr))
 		}
 		return Endpoint{}, fmt.Errorf("create %s: %w", key, err)
@@ -191,32 +193,40 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (Endpoint, error) {
 	return e.ep, nil
 }
 
-// createNetwork makes the kernel objects of e. The caller holds e.op.
-func (m *Manager) createNetwork(ctx context.Context, e *entry) error {
+// createNetwork makes the kernel objects of e and reports whether it got
+// as far as creating the namespace. The caller holds e.op.
+func (m *Manager) createNetwork(ctx context.Context, e *entry) (nsMade bool, err error) {
 	ep := e.ep // fields set by Create; only this goroutine writes them now
 	if err := m.ensureNAT(); err != nil {
-		return err
+		return false, err
 	}
 	m.mu.Lock()
-	err := m.ensureHostLocked()
+	err = m.ensureHostLocked()
 	m.mu.Unlock()
 	if err != nil {
-		return err
+		return false, err
 	}
-	if f, err := os.OpenFile(ep.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err != nil {
-		return err
-	} else {
-		f.Close()
+	f, err := os.OpenFile(ep.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return false, err
 	}
+	f.Close()
 	if err := ensureNetNSDir(m.cfg.NetNSDir); err != nil {
-		return err
+		return false, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return false, err
 	}
 	if err := createNetNS(ep.NetNSPath); err != nil {
-		return err
+		return false, err
 	}
+	return true, m.createLinks(ctx, e)
+}
+
+// createLinks creates and configures e's veth pair inside and outside
+// its (new) namespace.
+func (m *Manager) createLinks(ctx context.Context, e *entry) error {
+	ep := e.ep
 	l, err := createVeth(ep.NetNSPath, ep.HostIfName, linkAlias(m.cfg.Instance, ep.Key()))
 	if err != nil {
 		if l != nil {
@@ -380,10 +390,13 @@ func (m *Manager) markExited(e *entry, p *proc) {
 	if err := m.saveLocked(e); err != nil {
 		m.log.Error("record process exit", "endpoint", e.ep.Key(), "err", err)
 	}
-	if p.exitCode != nil {
+	switch {
+	case p.exitCode != nil:
 		m.log.Info("process exited", "endpoint", e.ep.Key(), "pid", p.pid, "exitCode", *p.exitCode)
-	} else {
+	case p.signal != "":
 		m.log.Info("process exited", "endpoint", e.ep.Key(), "pid", p.pid, "signal", p.signal)
+	default:
+		m.log.Info("process exited (adopted: status unknown)", "endpoint", e.ep.Key(), "pid", p.pid)
 	}
 }
 
@@ -477,7 +490,7 @@ func (m *Manager) Delete(ctx context.Context, key Key) error {
 	if err := m.stopLocked(ctx, e); err != nil {
 		return err
 	}
-	if err := m.teardown(e); err != nil {
+	if err := m.teardown(e, false); err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	m.log.Info("endpoint deleted", "endpoint", key)
@@ -485,24 +498,27 @@ func (m *Manager) Delete(ctx context.Context, key Key) error {
 }
 
 // teardown removes e's kernel objects, files and addresses, and forgets
-// e. The caller holds e.op and has stopped e's process. Steps are ordered
-// so that a crash part-way leaves a record for the rest: the record goes
-// after the kernel objects, the allocation after the record.
-func (m *Manager) teardown(e *entry) error {
+// e; with keepNS it leaves the namespace path alone (Create found it
+// there). The caller holds e.op and has stopped e's process. Steps are
+// ordered so that a crash part-way leaves a record for the rest: the
+// record goes after the kernel objects, the allocation after the record.
+func (m *Manager) teardown(e *entry, keepNS bool) error {
 	m.mu.Lock()
 	ep := e.ep
 	m.mu.Unlock()
 	var errs []error
-	if ns, err := statNS(ep.NetNSPath); err == nil && isNetNS(ep.NetNSPath) {
-		if err := killNetNS(ns, 5*time.Second); err != nil {
+	if err := deleteOwnedLink(ep.HostIfName, linkAlias(m.cfg.Instance, ep.Key()), ep.NetNSPath); err != nil {
+		errs = append(errs, err)
+	}
+	if !keepNS {
+		if ns, err := statNS(ep.NetNSPath); err == nil && isNetNS(ep.NetNSPath) {
+			if err := killNetNS(ns, 5*time.Second); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := deleteNetNS(ep.NetNSPath); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if err := deleteOwnedLink(ep.HostIfName, linkAlias(m.cfg.Instance, ep.Key())); err != nil {
-		errs = append(errs, err)
-	}
-	if err := deleteNetNS(ep.NetNSPath); err != nil {
-		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -527,14 +543,17 @@ func (m *Manager) teardown(e *entry) error {
 	return errors.Join(errs...)
 }
 
-// deleteOwnedLink deletes the interface name if its alias says it is the
-// endpoint's; an interface of the same name that is not is left alone.
-func deleteOwnedLink(name, alias string) error {
+// deleteOwnedLink deletes the interface name if it is the endpoint's:
+// its alias says so, or (a crash came between creating it and setting the
+// alias) its peer is eth0 in the endpoint's namespace, which only the
+// endpoint's own Create can have made. An interface of the same name that
+// is neither is left alone.
+func deleteOwnedLink(name, alias, nsPath string) error {
 	l, err := netlinkLinkByName(name)
 	if err != nil || l == nil {
 		return err
 	}
-	if l.Attrs().Alias != alias {
+	if a := l.Attrs().Alias; a != alias && (a != "" || !isPeerIn(nsPath, l.Attrs().Index)) {
 		return nil
 	}
 	return deleteLink(name, l.Attrs().Index)

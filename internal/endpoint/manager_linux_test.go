@@ -464,8 +464,12 @@ func TestRestoreReportsBroken(t *testing.T) {
 	if l, err := netlink.LinkByName(noveth.HostIfName); err != nil || netlink.LinkDel(l) != nil {
 		t.Fatal("delete veth", err)
 	}
-	// "half": Create never finished.
+	// "half": Create never finished, and crashed before the veth got its
+	// alias.
 	editRecord(t, cfg, half.ID, func(ep *endpoint.Endpoint) { ep.State = endpoint.StateCreating })
+	if l, err := netlink.LinkByName(half.HostIfName); err != nil || netlink.LinkSetAlias(l, "") != nil {
+		t.Fatal("clear alias", err)
+	}
 	// An allocation without a record, and a namespace without one.
 	ipam, err := endpoint.OpenIPAM(filepath.Join(cfg.StateDir, "ipam.json"), cfg.PodCIDR4, cfg.PodCIDR6)
 	if err != nil {
@@ -528,6 +532,9 @@ func TestRestoreReportsBroken(t *testing.T) {
 	}
 	if processAlive(reused.Process.PID) {
 		t.Errorf("Delete left pid %d running in the namespace", reused.Process.PID)
+	}
+	if _, err := netlink.LinkByName(half.HostIfName); err == nil {
+		t.Errorf("Delete left %s, whose peer was in the endpoint's namespace", half.HostIfName)
 	}
 	if err := m2.Cleanup(ctx); err != nil {
 		t.Fatal(err)
@@ -738,5 +745,22 @@ func TestCreateRollsBack(t *testing.T) {
 	}
 	if _, err := m.Create(ctx, endpoint.Spec{Name: "Bad_Name"}); !errors.Is(err, endpoint.ErrInvalid) {
 		t.Errorf("invalid spec: %v", err)
+	}
+
+	// A namespace already mounted under the endpoint's name (a leftover,
+	// or a hash collision of long names) is never shared, and the failed
+	// Create leaves it alone.
+	taken := filepath.Join(endpoint.DefaultNetNSDir, endpoint.NetNSName(cfg.Instance, endpoint.Key{Namespace: "default", Name: "collide"}))
+	if err := endpoint.CreateNetNSForTest(taken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create(ctx, endpoint.Spec{Name: "collide"}); !errors.Is(err, endpoint.ErrExists) {
+		t.Errorf("create over an existing namespace: got %v, want ErrExists", err)
+	}
+	if !endpoint.IsNetNSForTest(taken) {
+		t.Error("a failed create removed a namespace it did not make")
+	}
+	if got := m.List(); len(got) != 1 {
+		t.Errorf("endpoints after the second failed create: %+v", got)
 	}
 }

@@ -153,3 +153,37 @@ func TestSpecNormalize(t *testing.T) {
 		})
 	}
 }
+
+// FuzzKeyNames feeds arbitrary "namespace/name" strings (as typed on the
+// command line) through ParseKey and checks the names derived from every
+// accepted key: a round trip through String, and a namespace name that
+// is a single safe path element of at most 64 bytes with the instance
+// prefix.
+func FuzzKeyNames(f *testing.F) {
+	for _, seed := range []string{
+		"web",                                   // default namespace
+		"shop/db.primary",                       // dotted name
+		"a-b/c",                                 // '-' in the namespace
+		"x/" + strings.Repeat("a", 253),         // longest name: hashed netns name
+		"ns/..",                                 // path trickery, must be rejected
+		"ns/a/b",                                // extra slash
+		"/web",                                  // empty namespace
+		strings.Repeat("n", 64) + "/web",        // namespace one byte too long
+		"ns/" + strings.Repeat("a.", 126) + "a", // many dots
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := endpoint.ParseKey(s)
+		if err != nil {
+			return
+		}
+		if k2, err := endpoint.ParseKey(k.String()); err != nil || k2 != k {
+			t.Fatalf("round trip of %q: %v, %v", s, k2, err)
+		}
+		n := endpoint.NetNSName("node12345", k)
+		if len(n) > 64 || !strings.HasPrefix(n, "node12345-") || strings.ContainsAny(n, "/\x00") || n == "." || n == ".." {
+			t.Fatalf("netns name %q for %v", n, k)
+		}
+	})
+}

@@ -195,7 +195,7 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 		e.op.Lock()
 		err := m.stopLocked(ctx, e)
 		if err == nil {
-			err = m.teardown(e)
+			err = m.teardown(e, false)
 		}
 		e.op.Unlock()
 		if err != nil {
