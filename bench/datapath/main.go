@@ -45,6 +45,8 @@ const (
 	maxDuration = 10 * time.Minute
 	minDuration = 200 * time.Millisecond
 	maxReps     = 50
+	// maxProgRepeat bounds BPF_PROG_TEST_RUN loops: about ten seconds.
+	maxProgRepeat = 10_000_000
 )
 
 // config is one of the compared setups.
@@ -123,6 +125,9 @@ type options struct {
 	// kernel-wide switch that adds to every program run, so the throughput
 	// numbers of such a run are not the headline ones.
 	bpfStats bool
+	// progRepeat is how many times each packet path runs through the
+	// programs with BPF_PROG_TEST_RUN; 0 skips that measurement.
+	progRepeat int
 	// progress receives a line per configuration and round.
 	progress io.Writer
 }
@@ -144,6 +149,7 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 	fs.StringVar(&o.iperf3, "iperf3", "iperf3", "iperf3 binary")
 	fs.StringVar(&o.iptables, "iptables", "iptables", "iptables binary; <binary>-restore must exist beside it (iptables-legacy selects the legacy backend)")
 	events := fs.String("events", "default", "datapath flow events: default (drops and new connections), drops, none")
+	fs.IntVar(&o.progRepeat, "prog-repeat", 200_000, "runs per packet path for the BPF_PROG_TEST_RUN cost of the programs (0 skips it)")
 	fs.BoolVar(&o.bpfStats, "bpf-stats", false, "also report the datapath programs' run time per packet (turns on kernel-wide eBPF statistics, which costs a little on every program run)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -159,6 +165,9 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 		}
 		if !set["reps"] {
 			o.reps = 1
+		}
+		if !set["prog-repeat"] {
+			o.progRepeat = 10_000
 		}
 	}
 	o.eventsName = *events
@@ -177,6 +186,9 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 	}
 	if o.reps < 1 || o.reps > maxReps {
 		return o, fmt.Errorf("-reps %d out of range [1, %d]", o.reps, maxReps)
+	}
+	if o.progRepeat < 0 || o.progRepeat > maxProgRepeat {
+		return o, fmt.Errorf("-prog-repeat %d out of range [0, %d]", o.progRepeat, maxProgRepeat)
 	}
 	if o.settle < 0 || o.settle > time.Minute {
 		return o, fmt.Errorf("-settle %v out of range [0, 1m]", o.settle)

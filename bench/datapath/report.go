@@ -45,6 +45,12 @@ type report struct {
 	// bpf[v][m] holds, per round, what the attached programs cost during
 	// a measure (-bpf-stats only).
 	bpf map[variant]map[measure][]bpfSample
+	// progCost[path][n] holds, per repetition, the programs' time per
+	// packet on each path of progCaseNames, measured with
+	// BPF_PROG_TEST_RUN.
+	progCost map[string]map[int][]float64
+	// progCaseNames lists the paths in the order measured.
+	progCaseNames []string
 	// forwarded is how many packets the datapath forwarded over the run.
 	forwarded uint64
 	// notes are printed after the tables.
@@ -57,6 +63,7 @@ func newReport(o options, variants []variant) *report {
 		variants: variants,
 		values:   make(map[variant]map[measure][]float64),
 		bpf:      make(map[variant]map[measure][]bpfSample),
+		progCost: make(map[string]map[int][]float64),
 	}
 	for _, v := range variants {
 		r.values[v] = make(map[measure][]float64)
@@ -282,6 +289,7 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "  %-10s  %s\n", m, strings.Join(parts, "; "))
 		}
 	}
+	r.printProgCost(w)
 	r.printBPF(w)
 	if len(r.notes) > 0 {
 		fmt.Fprintln(w)
@@ -330,6 +338,45 @@ func (r *report) printBPF(w io.Writer) {
 	fmt.Fprintln(tw, "config\tN\tmeasure\tns/run\truns/op\tns/op\tCPU (of one core)")
 	for _, row := range rows {
 		fmt.Fprintln(tw, row)
+	}
+	tw.Flush()
+}
+
+// printProgCost prints the per-packet cost of each path through the
+// programs at every N, and how it changes from the smallest N to the
+// largest.
+func (r *report) printProgCost(w io.Writer) {
+	if len(r.progCaseNames) == 0 {
+		return
+	}
+	ns := r.opts.ns
+	reps := len(r.progCost[r.progCaseNames[0]][ns[0]])
+	fmt.Fprintf(w, "\nPer-packet cost of the programs: BPF_PROG_TEST_RUN, %d runs per path, kernel-timed, ns/packet, median of %d (flow events off)\n",
+		r.opts.progRepeat, reps)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	hdr := []string{"path"}
+	for _, n := range ns {
+		hdr = append(hdr, fmt.Sprintf("N=%d", n))
+	}
+	if len(ns) > 1 {
+		hdr = append(hdr, "change")
+	}
+	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
+	for _, name := range r.progCaseNames {
+		row := []string{name}
+		var first, last float64
+		for i, n := range ns {
+			s := summarize(r.progCost[name][n])
+			row = append(row, fmt.Sprintf("%.0f [%.0f-%.0f]", s.med, s.lo, s.hi))
+			if i == 0 {
+				first = s.med
+			}
+			last = s.med
+		}
+		if len(ns) > 1 {
+			row = append(row, fmt.Sprintf("%+.1f%%", 100*(last/first-1)))
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	tw.Flush()
 }

@@ -133,8 +133,41 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 			fmt.Fprintf(o.progress, "round %d/%d  %-12v  %s\n", round+1, o.reps, v, strings.Join(parts, "  "))
 		}
 	}
+	if b.rp != nil && o.progRepeat > 0 {
+		if err := b.programCost(ctx, rep); err != nil {
+			return nil, fmt.Errorf("program cost: %w", err)
+		}
+	}
 	rep.env.loadAfter = loadAverage()
 	return rep, nil
+}
+
+// progCostReps is how many times the program cost is measured per N.
+const progCostReps = 5
+
+// programCost measures each packet path through the programs at every N,
+// interleaving the sizes like the rounds do.
+func (b *bench) programCost(ctx context.Context, rep *report) error {
+	cases := progCases()
+	for _, c := range cases {
+		rep.progCaseNames = append(rep.progCaseNames, c.name)
+		rep.progCost[c.name] = make(map[int][]float64)
+	}
+	for range progCostReps {
+		for _, n := range b.o.ns {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			per, err := b.rp.ProgramCost(n, b.o.progRepeat, b.o.events)
+			if err != nil {
+				return fmt.Errorf("N=%d: %w", n, err)
+			}
+			for i, c := range cases {
+				rep.progCost[c.name][n] = append(rep.progCost[c.name][n], float64(per[i].Nanoseconds()))
+			}
+		}
+	}
+	return nil
 }
 
 // block sets variant v up on fresh namespaces, checks that allowed traffic

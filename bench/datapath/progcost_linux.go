@@ -1,0 +1,168 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/rampartsec/rampart/internal/datapath"
+)
+
+// Return codes of the programs (enum tcx_action in bpf/types.h).
+const (
+	retNext = ^uint32(0) // TCX_NEXT, -1: forwarded
+	retDrop = 2          // TCX_DROP
+)
+
+// TCP flags.
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpACK = 0x10
+)
+
+// tcpFrame builds an Ethernet/IPv4/TCP frame; the programs read headers
+// only, so the TCP checksum is left zero.
+func tcpFrame(src, dst netip.AddrPort, flags uint8) []byte {
+	b := make([]byte, 14+20+20)
+	binary.BigEndian.PutUint16(b[12:], 0x0800)
+	ip := b[14:34]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], 40)
+	ip[6] = 0x40 // DF
+	ip[8] = 64
+	ip[9] = datapath.ProtoTCP
+	s, d := src.Addr().As4(), dst.Addr().As4()
+	copy(ip[12:], s[:])
+	copy(ip[16:], d[:])
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	tcp := b[34:]
+	binary.BigEndian.PutUint16(tcp[0:], src.Port())
+	binary.BigEndian.PutUint16(tcp[2:], dst.Port())
+	tcp[12] = 5 << 4
+	tcp[13] = flags
+	binary.BigEndian.PutUint16(tcp[14:], 65535)
+	return b
+}
+
+// progCase is one packet path through the programs.
+type progCase struct {
+	name string
+	// server selects the server's programs rather than the client's;
+	// ingress selects to_endpoint rather than from_endpoint.
+	server, ingress bool
+	frame           []byte
+	want            uint32
+}
+
+// progCases are the paths a packet can take, measured in the order given.
+func progCases() []progCase {
+	c := netip.AddrPortFrom(clientAddr, 40000)
+	s := netip.AddrPortFrom(serverAddr, echoPort)
+	return []progCase{
+		{name: "established, sender (client egress)", frame: tcpFrame(c, s, tcpACK), want: retNext},
+		{name: "established, receiver (server ingress)", server: true, ingress: true, frame: tcpFrame(c, s, tcpACK), want: retNext},
+		{name: "reply (server egress)", server: true, frame: tcpFrame(s, c, tcpACK), want: retNext},
+		{name: "reply (client ingress)", ingress: true, frame: tcpFrame(s, c, tcpACK), want: retNext},
+		// A FIN is allowed by policy but opens no connection, so every run
+		// takes the full new-flow lookup without creating an entry.
+		{name: "new flow, allowed (server ingress)", server: true, ingress: true,
+			frame: tcpFrame(netip.AddrPortFrom(clientAddr, 40001), s, tcpFIN|tcpACK), want: retNext},
+		{name: "new flow, denied (server ingress)", server: true, ingress: true,
+			frame: tcpFrame(netip.AddrPortFrom(clientAddr, 40002), netip.AddrPortFrom(serverAddr, deniedPort), tcpSYN), want: retDrop},
+	}
+}
+
+// ProgramCost runs each progCase repeat times through the programs with
+// BPF_PROG_TEST_RUN, with policy size n, and returns the time per packet
+// in case order. The kernel times only the program runs and stops the
+// clock while the loop yields the CPU, so the result holds up on a busy
+// machine where wall-clock rates do not. Flow events are off during the
+// measurement, so it is the lookup and conntrack cost alone.
+func (r *rampart) ProgramCost(n, repeat int, events datapath.EventLevel) (_ []time.Duration, err error) {
+	pol, ok := r.policies[n]
+	if !ok {
+		return nil, fmt.Errorf("no policy generated for N=%d", n)
+	}
+	if err := r.d.SetConfig(datapath.Config{Events: datapath.EventsNone}); err != nil {
+		return nil, err
+	}
+	defer func() {
+		err = errors.Join(err, r.d.SetConfig(datapath.Config{Events: events}),
+			r.d.DeleteEndpoint(clientEP), r.d.DeleteEndpoint(serverEP))
+	}()
+	progs := make(map[bool]*datapath.Programs)
+	for _, ep := range []struct {
+		server bool
+		id     datapath.EndpointID
+		ident  datapath.Identity
+		rows   []datapath.PolicyEntry
+	}{{false, clientEP, clientID, pol[0]}, {true, serverEP, serverID, pol[1]}} {
+		cfg := datapath.EndpointConfig{Identity: ep.ident, IngressEnforced: true, EgressEnforced: true}
+		if err := r.d.SetEndpoint(ep.id, cfg); err != nil {
+			return nil, err
+		}
+		if err := r.d.SyncPolicy(ep.id, ep.rows); err != nil {
+			return nil, err
+		}
+		p, err := r.d.LoadPrograms(ep.id)
+		if err != nil {
+			return nil, err
+		}
+		defer p.Close()
+		progs[ep.server] = p
+	}
+	pick := func(server, ingress bool) *ebpf.Program {
+		if ingress {
+			return progs[server].ToEndpoint
+		}
+		return progs[server].FromEndpoint
+	}
+
+	// Open the connection the way it crosses both endpoints: SYN, SYN-ACK,
+	// ACK, each through the sender's egress and the receiver's ingress.
+	c := netip.AddrPortFrom(clientAddr, 40000)
+	s := netip.AddrPortFrom(serverAddr, echoPort)
+	for _, step := range []struct {
+		fromServer bool
+		frame      []byte
+	}{
+		{false, tcpFrame(c, s, tcpSYN)},
+		{true, tcpFrame(s, c, tcpSYN|tcpACK)},
+		{false, tcpFrame(c, s, tcpACK)},
+	} {
+		for _, prog := range []*ebpf.Program{pick(step.fromServer, false), pick(!step.fromServer, true)} {
+			ret, err := prog.Run(&ebpf.RunOptions{Data: step.frame})
+			if err != nil {
+				return nil, fmt.Errorf("handshake: %w", err)
+			}
+			if ret != retNext {
+				return nil, fmt.Errorf("handshake packet dropped (%#x)", ret)
+			}
+		}
+	}
+
+	var out []time.Duration
+	for _, pc := range progCases() {
+		ret, per, err := pick(pc.server, pc.ingress).Benchmark(pc.frame, repeat, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", pc.name, err)
+		}
+		if ret != pc.want {
+			return nil, fmt.Errorf("%s: program returned %#x, want %#x", pc.name, ret, pc.want)
+		}
+		out = append(out, per)
+	}
+	return out, nil
+}
