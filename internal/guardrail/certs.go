@@ -165,9 +165,11 @@ func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error
 	case errors.Is(cerr, fs.ErrNotExist) && errors.Is(kerr, fs.ErrNotExist):
 		return nil, nil, fs.ErrNotExist
 	case cerr != nil:
-		return nil, nil, fmt.Errorf("certificates: %w (the key %s exists; remove it or restore the certificate)", cerr, keyPath)
+		// %v, not %w: half a pair must not read as "absent" to the
+		// caller, which would then write over the remaining file.
+		return nil, nil, fmt.Errorf("certificates: %v (the key %s exists; remove it or restore the certificate)", cerr, keyPath)
 	case kerr != nil:
-		return nil, nil, fmt.Errorf("certificates: %w (the certificate %s exists; remove it or restore the key)", kerr, certPath)
+		return nil, nil, fmt.Errorf("certificates: %v (the certificate %s exists; remove it or restore the key)", kerr, certPath)
 	}
 	cb, _ := pem.Decode(certPEM)
 	if cb == nil || cb.Type != "CERTIFICATE" {

@@ -86,7 +86,12 @@ func hardenedSpec() corev1.PodSpec {
 	}
 }
 
-func privileged(s *corev1.PodSpec) { s.Containers[0].SecurityContext.Privileged = ptr.To(true) }
+// privileged makes the first container privileged; the API server rejects
+// privileged with allowPrivilegeEscalation false, so that goes.
+func privileged(s *corev1.PodSpec) {
+	s.Containers[0].SecurityContext.Privileged = ptr.To(true)
+	s.Containers[0].SecurityContext.AllowPrivilegeEscalation = nil
+}
 
 func hostNetwork(s *corev1.PodSpec) { s.HostNetwork = true }
 

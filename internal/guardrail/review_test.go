@@ -116,7 +116,7 @@ func TestReview(t *testing.T) {
 			})),
 			want: want{code: 403, uid: "uid-UPDATE-web", msg: []string{
 				"pss:privileged",
-				"This update changes:\n- spec.template.spec.containers[0].securityContext.privileged: false -> true",
+				"This update changes:\n- spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation: false -> <unset>\n- spec.template.spec.containers[0].securityContext.privileged: false -> true",
 			}},
 		},
 		{
@@ -124,7 +124,7 @@ func TestReview(t *testing.T) {
 			body: mustReview(t, admissionv1.Update, newDeployment("warned", "web", privileged), newDeployment("warned", "web")),
 			want: want{allowed: true, warnings: []string{
 				"pss:privileged",
-				"this update changes spec.template.spec.containers[0].securityContext.privileged: <unset> -> true",
+				"this update changes spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation: false -> <unset>; spec.template.spec.containers[0].securityContext.privileged: <unset> -> true",
 			}},
 		},
 		{
