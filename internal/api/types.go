@@ -91,6 +91,7 @@ type Endpoint struct {
 	IPv4            string            `json:"ipv4,omitempty"`
 	IPv6            string            `json:"ipv6,omitempty"`
 	Interface       string            `json:"interface,omitempty"`
+	NetNS           string            `json:"netns,omitempty"`
 	IngressEnforced bool              `json:"ingressEnforced"`
 	EgressEnforced  bool              `json:"egressEnforced"`
 	Audit           bool              `json:"audit"`
@@ -142,4 +143,12 @@ type Status struct {
 type Error struct {
 	Error  string       `json:"error"`
 	Fields []FieldError `json:"fields,omitempty"`
+}
+
+// FlowFilterSpec selects flows by verdict, and by namespace and pod on
+// either side.
+type FlowFilterSpec struct {
+	Verdict   string `json:"verdict,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Pod       string `json:"pod,omitempty"`
 }

@@ -64,7 +64,11 @@ func NewRoot(s Streams) *cobra.Command {
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError("%v", err) })
+	root.PersistentFlags().StringVar(&socketFlag, "socket", "", "node API socket (default $RAMPART_SOCKET or /run/rampart/rampart.sock)")
 	root.AddCommand(
+		newUpCmd(s), newDownCmd(s), newStatusCmd(s),
+		newApplyCmd(s), newGetCmd(s), newDeleteCmd(s),
+		newRunCmd(s), newStopCmd(s), newLogsCmd(s), newExecCmd(s), newEndpointCmd(s), newObserveCmd(s), newProbeCmd(s),
 		newPolicyCmd(s),
 		newAuditCmd(s),
 		newGuardrailCmd(s),

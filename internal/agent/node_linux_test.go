@@ -1,0 +1,253 @@
+package agent_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/rampartsec/rampart/internal/agent"
+	"github.com/rampartsec/rampart/internal/api"
+)
+
+// TestMain lets the test binary double as the workloads the node runs:
+// with RAMPART_TEST_WORKLOAD set it serves or sleeps instead of testing.
+func TestMain(m *testing.M) {
+	switch os.Getenv("RAMPART_TEST_WORKLOAD") {
+	case "":
+		os.Exit(m.Run())
+	case "server":
+		serve()
+	case "sleep":
+		time.Sleep(time.Hour)
+	}
+	os.Exit(0)
+}
+
+// serve echoes on TCP and UDP ports 8080 and 8081, IPv4 and IPv6.
+func serve() {
+	for _, port := range []string{"8080", "8081"} {
+		l, err := net.Listen("tcp", ":"+port)
+		if err != nil {
+			fmt.Println("listen:", err)
+			os.Exit(1)
+		}
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() { io.Copy(c, c); c.Close() }()
+			}
+		}()
+		pc, err := net.ListenPacket("udp", ":"+port)
+		if err != nil {
+			fmt.Println("listen:", err)
+			os.Exit(1)
+		}
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				n, addr, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo(buf[:n], addr)
+			}
+		}()
+	}
+	fmt.Println("serving")
+	select {}
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("this test needs root, and CI must run it")
+		}
+		t.Skip("needs root (eBPF, network namespaces); runs in CI")
+	}
+}
+
+// testNode runs a node in this process until the test ends (or stop is
+// called), with its own state directory, socket and pod CIDRs.
+type testNode struct {
+	t        *testing.T
+	stateDir string
+	socket   string
+	cfg      agent.Config
+	cancel   context.CancelFunc
+	done     chan error
+	c        *api.Client
+}
+
+func startNode(t *testing.T, stateDir string, cidr4, cidr6 string) *testNode {
+	t.Helper()
+	n := &testNode{t: t, stateDir: stateDir, socket: filepath.Join(stateDir, "..", filepath.Base(stateDir)+".sock")}
+	n.cfg = agent.Config{
+		StateDir: stateDir, Socket: n.socket,
+		PodCIDR4: netip.MustParsePrefix(cidr4), PodCIDR6: netip.MustParsePrefix(cidr6),
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	n.start()
+	return n
+}
+
+func (n *testNode) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel, n.done = cancel, make(chan error, 1)
+	go func() { n.done <- agent.Run(ctx, n.cfg) }()
+	n.c = api.NewClient(n.socket)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := n.c.Status(context.Background()); err == nil {
+			return
+		}
+		select {
+		case err := <-n.done:
+			n.t.Fatalf("node exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatal("node did not come up in 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop stops the node the way a crash would leave things: nothing is torn
+// down on the way out.
+func (n *testNode) stop() {
+	n.cancel()
+	if err := <-n.done; err != nil {
+		n.t.Errorf("node: %v", err)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (n *testNode) apply(yaml string) {
+	n.t.Helper()
+	if _, err := n.c.Apply(context.Background(), api.ApplyRequest{Inputs: []api.Input{{Name: "test.yaml", Data: []byte(yaml)}}}); err != nil {
+		n.t.Fatalf("apply: %v", err)
+	}
+}
+
+func (n *testNode) delete(yaml string) {
+	n.t.Helper()
+	if _, err := n.c.Apply(context.Background(), api.ApplyRequest{Delete: true, Inputs: []api.Input{{Name: "test.yaml", Data: []byte(yaml)}}}); err != nil {
+		n.t.Fatalf("delete: %v", err)
+	}
+}
+
+func (n *testNode) run(name, ns string, labels map[string]string, workload string) api.Endpoint {
+	n.t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	ep, err := n.c.Run(context.Background(), api.RunRequest{
+		Name: name, Namespace: ns, Labels: labels,
+		Ports:   []api.Port{{Name: "http", Port: 8080, Protocol: "TCP"}, {Name: "dns", Port: 8081, Protocol: "UDP"}},
+		Command: []string{"/usr/bin/env", "RAMPART_TEST_WORKLOAD=" + workload, exe},
+	})
+	if err != nil {
+		n.t.Fatalf("run %s: %v", name, err)
+	}
+	return *ep
+}
+
+// inNetNS runs fn with the calling goroutine's thread in the network
+// namespace of endpoint ep.
+func inNetNS(t *testing.T, nsPath string, fn func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		runtime.LockOSThread()
+		// The thread is not unlocked: it goes away with the goroutine
+		// rather than return to the pool in the wrong namespace.
+		target, err := netns.GetFromPath(nsPath)
+		if err != nil {
+			t.Errorf("open netns %s: %v", nsPath, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			t.Errorf("enter netns: %v", err)
+			return
+		}
+		fn()
+	}()
+	wg.Wait()
+}
+
+// probe reports whether proto traffic from inside nsPath reaches addr:port
+// (an echo on TCP or UDP, an echo reply on ICMP).
+func probe(t *testing.T, nsPath, proto, addr string, port int) bool {
+	t.Helper()
+	var ok bool
+	inNetNS(t, nsPath, func() { ok = probeHere(proto, addr, port) })
+	return ok
+}
+
+func probeHere(proto, addr string, port int) bool {
+	target := net.JoinHostPort(addr, fmt.Sprint(port))
+	switch proto {
+	case "tcp":
+		c, err := net.DialTimeout("tcp", target, 700*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		return echo(c)
+	case "udp":
+		c, err := net.Dial("udp", target)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		for range 3 {
+			if echo(c) {
+				return true
+			}
+		}
+		return false
+	case "icmp":
+		return ping(addr)
+	}
+	panic(proto)
+}
+
+func echo(c net.Conn) bool {
+	c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	msg := []byte("rampart\n")
+	if _, err := c.Write(msg); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && line == string(msg)
+}
+
+var errNoReply = errors.New("no reply")

@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rampartsec/rampart/internal/agent"
+	"github.com/rampartsec/rampart/internal/api"
+)
+
+func newUpCmd(s Streams) *cobra.Command {
+	var (
+		cfg              agent.Config
+		cidr4, cidr6     string
+		logJSON, verbose bool
+	)
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run a Rampart node in the foreground (control plane and agent)",
+		Long: `Run a whole Rampart node on this machine: embedded etcd (or --etcd-endpoints),
+policy resolution, the eBPF datapath and the local API on a root-only unix socket.
+Workloads are started with "rampart run". Stopping the node leaves enforcement in
+place; "rampart down --cleanup" removes everything it created.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Geteuid() != 0 {
+				return &ExitError{Code: 1, Err: errors.New("rampart up loads eBPF programs and creates network namespaces: run it as root")}
+			}
+			var err error
+			if cfg.PodCIDR4, err = parseCIDR(cidr4, "--pod-cidr"); err != nil {
+				return err
+			}
+			if cfg.PodCIDR6, err = parseCIDR(cidr6, "--pod-cidr6"); err != nil {
+				return err
+			}
+			cfg.Socket = api.SocketPath(socketFlag)
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			opts := &slog.HandlerOptions{Level: level}
+			if logJSON {
+				cfg.Logger = slog.New(slog.NewJSONHandler(s.Err, opts))
+			} else {
+				cfg.Logger = slog.New(slog.NewTextHandler(s.Err, opts))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := agent.Run(ctx, cfg); err != nil && !errors.Is(err, context.Canceled) {
+				return &ExitError{Code: 1, Err: err}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.StateDir, "state-dir", agent.DefaultStateDir, "state directory (embedded etcd, endpoint state, logs)")
+	f.StringVar(&cidr4, "pod-cidr", "10.200.0.0/16", "IPv4 range for endpoint addresses (empty: no IPv4)")
+	f.StringVar(&cidr6, "pod-cidr6", "fd00:200::/64", "IPv6 range for endpoint addresses (empty: no IPv6)")
+	f.StringSliceVar(&cfg.EtcdEndpoints, "etcd-endpoints", nil, "external etcd cluster (default: embedded etcd in the state directory)")
+	f.StringVar(&cfg.EtcdCA, "etcd-cafile", "", "CA bundle of the external etcd")
+	f.StringVar(&cfg.EtcdCert, "etcd-certfile", "", "client certificate for the external etcd")
+	f.StringVar(&cfg.EtcdKey, "etcd-keyfile", "", "client key for the external etcd")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9962", "loopback address of the Prometheus /metrics endpoint (empty: off)")
+	f.BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log debug records")
+	return cmd
+}
+
+func parseCIDR(s, flag string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil || p != p.Masked() {
+		return netip.Prefix{}, usageError("%s: %q is not a network prefix", flag, s)
+	}
+	return p, nil
+}
+
+func newDownCmd(s Streams) *cobra.Command {
+	var (
+		stateDir string
+		cleanup  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "down --cleanup",
+		Short: "Remove everything a node created: endpoints, network namespaces, veths, routes, pinned maps",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cleanup {
+				return usageError("nothing to do: stop `rampart up` with Ctrl-C or SIGTERM (enforcement stays), or pass --cleanup to remove everything")
+			}
+			if os.Geteuid() != 0 {
+				return &ExitError{Code: 1, Err: errors.New("rampart down --cleanup removes network namespaces and pinned eBPF maps: run it as root")}
+			}
+			rep, err := agent.Cleanup(cmd.Context(), stateDir)
+			if err != nil {
+				return &ExitError{Code: 1, Err: err}
+			}
+			fmt.Fprintln(s.Out, rep)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&stateDir, "state-dir", agent.DefaultStateDir, "state directory of the node")
+	cmd.Flags().BoolVar(&cleanup, "cleanup", false, "remove everything the node created")
+	return cmd
+}
