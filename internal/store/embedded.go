@@ -170,8 +170,11 @@ func embedConfig(cfg EmbeddedConfig, dir string, stopping *atomic.Bool) (*embed.
 	}
 	ecfg.AutoCompactionMode = embed.CompactorModePeriodic
 	ecfg.AutoCompactionRetention = retention.String()
-	// A single member elects itself; there is nobody to wait for.
+	// A single member elects itself; there is nobody to wait for, and with
+	// no peers a short election timeout cannot cause spurious elections.
+	// It brings start-up from about 0.5 s (etcd's 100/1000 ms) to 0.1 s.
 	ecfg.InitialElectionTickAdvance = true
+	ecfg.TickMs, ecfg.ElectionMs = 20, 200
 
 	// One member has no peers to talk to, so etcd gets no peer listener at
 	// all; the peer URL is only the name the member is registered under.

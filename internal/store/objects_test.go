@@ -15,7 +15,7 @@ import (
 
 // validObjects decodes the resource package's fixture with one object of
 // every kind.
-func validObjects(t *testing.T) []*resource.Object {
+func validObjects(t testing.TB) []*resource.Object {
 	t.Helper()
 	const path = "../resource/testdata/decode/valid-all-kinds.yaml"
 	data, err := os.ReadFile(path)

@@ -45,8 +45,12 @@ type etcdServer struct {
 	Endpoint string // client URL
 	Dir      string
 	TLS      *testPKI // nil for plain HTTP
-	cmd      *exec.Cmd
+	bin      string
+	args     []string
 	log      *syncBuffer
+
+	mu   sync.Mutex
+	stop func() // stops the running process
 }
 
 // startEtcd starts an external etcd on free ports of 127.0.0.1 with its
@@ -93,16 +97,29 @@ func tryStartEtcd(t testing.TB, bin, dir string, pki *testPKI) (*etcdServer, err
 			"--cert-file="+pki.ServerCert, "--key-file="+pki.ServerKey,
 			"--trusted-ca-file="+pki.CA, "--client-cert-auth")
 	}
-	log := &syncBuffer{}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = log, log
+	srv := &etcdServer{Endpoint: clientURL, Dir: dir, TLS: pki, bin: bin, args: args, log: &syncBuffer{}}
+	if err := srv.launch(clientPort); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() {
+		srv.Stop()
+		if t.Failed() {
+			t.Logf("etcd log:\n%s", srv.log.String())
+		}
+	})
+	return srv, nil
+}
+
+// launch starts the process and waits until it serves.
+func (e *etcdServer) launch(clientPort int) error {
+	cmd := exec.Command(e.bin, e.args...)
+	cmd.Stdout, cmd.Stderr = e.log, e.log
 	setPdeathsig(cmd)
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	srv := &etcdServer{Endpoint: clientURL, Dir: dir, TLS: pki, cmd: cmd, log: log}
 	stop := func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -112,34 +129,50 @@ func tryStartEtcd(t testing.TB, bin, dir string, pki *testPKI) (*etcdServer, err
 			<-exited
 		}
 	}
+	e.mu.Lock()
+	e.stop = stop
+	e.mu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
 		case <-exited:
-			return nil, fmt.Errorf("etcd exited during start-up:\n%s", log.String())
+			return fmt.Errorf("etcd exited during start-up:\n%s", e.log.String())
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(clientPort), time.Second); err == nil {
 			c.Close()
-			s, err := srv.open(2 * time.Second)
-			if err == nil {
+			if s, err := e.open(2 * time.Second); err == nil {
 				s.Close()
-				break
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return nil, fmt.Errorf("etcd not ready after 30s:\n%s", log.String())
+			return fmt.Errorf("etcd not ready after 30s:\n%s", e.log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Cleanup(func() {
+}
+
+// Stop stops the server; its data stays for Restart.
+func (e *etcdServer) Stop() {
+	e.mu.Lock()
+	stop := e.stop
+	e.stop = nil
+	e.mu.Unlock()
+	if stop != nil {
 		stop()
-		if t.Failed() {
-			t.Logf("etcd log:\n%s", log.String())
-		}
-	})
-	return srv, nil
+	}
+}
+
+// Restart starts the stopped server again, on the same ports and data.
+func (e *etcdServer) Restart(t testing.TB) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(e.Endpoint, "http://"), "https://"))
+	p, _ := strconv.Atoi(port)
+	if err := e.launch(p); err != nil {
+		t.Fatalf("restart etcd: %v", err)
+	}
 }
 
 // open connects a store to the server, with client certificates if it
