@@ -3,7 +3,9 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,4 +67,14 @@ func hasFlow(flows []api.Flow, proto, src, dst string) bool {
 
 func dialTCP(addr string, port int) (net.Conn, error) {
 	return net.DialTimeout("tcp", net.JoinHostPort(addr, strconv.Itoa(port)), time.Second)
+}
+
+func httpGet(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }

@@ -71,7 +71,7 @@ func TestNodeEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	n := startNode(t, dir+"/state", "10.231.0.0/24", "fd00:231::/64")
 	t.Cleanup(func() {
-		n.stop()
+		n.kill()
 		if _, err := agentCleanup(dir + "/state"); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
@@ -163,7 +163,7 @@ metadata: {name: shop, labels: {policy.rampart.io/mode: audit}}
 		if !established() {
 			t.Fatal("established connection does not work before the restart")
 		}
-		n.stop()
+		n.kill()
 		// While the node is down, the pinned datapath keeps deciding.
 		expect(t, client, server, clientNS, []check{{"udp", 8081, false, false}, {"tcp", 8080, true, true}})
 		expect(t, other, server, otherNS, []check{{"tcp", 8080, false, false}})

@@ -2,7 +2,9 @@ package agent_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,10 +12,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
+	"os/exec"
+	"os/signal"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,8 +37,33 @@ func TestMain(m *testing.M) {
 		serve()
 	case "sleep":
 		time.Sleep(time.Hour)
+	case "node":
+		runNode()
 	}
 	os.Exit(0)
+}
+
+// runNode runs a node in this process from RAMPART_TEST_NODE (JSON
+// agent.Config fields), so that a test can SIGKILL it.
+func runNode() {
+	var cfg struct {
+		StateDir, Socket, PodCIDR4, PodCIDR6, MetricsAddr string
+	}
+	if err := json.Unmarshal([]byte(os.Getenv("RAMPART_TEST_NODE")), &cfg); err != nil {
+		fmt.Println("config:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	err := agent.Run(ctx, agent.Config{
+		StateDir: cfg.StateDir, Socket: cfg.Socket, MetricsAddr: cfg.MetricsAddr,
+		PodCIDR4: netip.MustParsePrefix(cfg.PodCIDR4), PodCIDR6: netip.MustParsePrefix(cfg.PodCIDR6),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		fmt.Println("node:", err)
+		os.Exit(1)
+	}
 }
 
 // serve echoes on TCP and UDP ports 8080 and 8081, IPv4 and IPv6.
@@ -84,34 +113,56 @@ func needRoot(t *testing.T) {
 	}
 }
 
-// testNode runs a node in this process until the test ends (or stop is
-// called), with its own state directory, socket and pod CIDRs.
+// testNode runs a node as a child process of the test, with its own state
+// directory, socket and pod CIDRs, so that the test can kill it with
+// SIGKILL as a crash would.
 type testNode struct {
 	t        *testing.T
 	stateDir string
 	socket   string
-	cfg      agent.Config
-	cancel   context.CancelFunc
-	done     chan error
+	metrics  string
+	env      string
+	cmd      *exec.Cmd
+	exited   chan error
+	logs     *bytes.Buffer
 	c        *api.Client
 }
 
 func startNode(t *testing.T, stateDir string, cidr4, cidr6 string) *testNode {
 	t.Helper()
-	n := &testNode{t: t, stateDir: stateDir, socket: filepath.Join(stateDir, "..", filepath.Base(stateDir)+".sock")}
-	n.cfg = agent.Config{
-		StateDir: stateDir, Socket: n.socket,
-		PodCIDR4: netip.MustParsePrefix(cidr4), PodCIDR6: netip.MustParsePrefix(cidr6),
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}
+	n := &testNode{t: t, stateDir: stateDir, socket: stateDir + ".sock", metrics: freeLoopbackAddr(t)}
+	cfg, _ := json.Marshal(map[string]string{
+		"StateDir": stateDir, "Socket": n.socket, "PodCIDR4": cidr4, "PodCIDR6": cidr6, "MetricsAddr": n.metrics,
+	})
+	n.env = string(cfg)
 	n.start()
 	return n
 }
 
+func freeLoopbackAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 func (n *testNode) start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel, n.done = cancel, make(chan error, 1)
-	go func() { n.done <- agent.Run(ctx, n.cfg) }()
+	n.t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.logs = &bytes.Buffer{}
+	n.cmd = exec.Command(exe)
+	n.cmd.Env = append(os.Environ(), "RAMPART_TEST_WORKLOAD=node", "RAMPART_TEST_NODE="+n.env)
+	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.exited = make(chan error, 1)
+	go func() { n.exited <- n.cmd.Wait() }()
 	n.c = api.NewClient(n.socket)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -119,23 +170,27 @@ func (n *testNode) start() {
 			return
 		}
 		select {
-		case err := <-n.done:
-			n.t.Fatalf("node exited: %v", err)
+		case err := <-n.exited:
+			n.t.Fatalf("node exited: %v\n%s", err, n.logs)
 		default:
 		}
 		if time.Now().After(deadline) {
-			n.t.Fatal("node did not come up in 60s")
+			n.t.Fatalf("node did not come up in 60s\n%s", n.logs)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-// stop stops the node the way a crash would leave things: nothing is torn
-// down on the way out.
-func (n *testNode) stop() {
-	n.cancel()
-	if err := <-n.done; err != nil {
-		n.t.Errorf("node: %v", err)
+// kill stops the node with SIGKILL: nothing is torn down on the way out.
+func (n *testNode) kill() {
+	if n.cmd == nil {
+		return
+	}
+	n.cmd.Process.Signal(syscall.SIGKILL)
+	<-n.exited
+	n.cmd = nil
+	if out := n.logs.String(); strings.Contains(out, "ERROR") {
+		n.t.Logf("node log:\n%s", out)
 	}
 }
 

@@ -184,7 +184,7 @@ func joinNS(ns, name string) string {
 
 func findObject(all []*resource.Object, ref api.ObjectRef) *resource.Object {
 	for _, o := range all {
-		if strings.EqualFold(o.Kind, ref.Kind) && o.Name == ref.Name && (o.Namespace == ref.Namespace || (ref.Namespace == "" && o.Namespace == "default")) {
+		if kindMatches(ref.Kind, o.Kind) && o.Name == ref.Name && (o.Namespace == ref.Namespace || (ref.Namespace == "" && o.Namespace == "default")) {
 			return o
 		}
 	}
