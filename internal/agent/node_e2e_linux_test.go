@@ -68,6 +68,9 @@ func expect(t *testing.T, client, server api.Endpoint, nsPath string, checks []c
 // enforcement and established connections.
 func TestNodeEndToEnd(t *testing.T) {
 	needRoot(t)
+	// The two node tests run side by side: two nodes with their own state
+	// directories, sockets and pod CIDRs on one machine.
+	t.Parallel()
 	dir := t.TempDir()
 	n := startNode(t, dir+"/state", "10.231.0.0/24", "fd00:231::/64")
 	t.Cleanup(func() {

@@ -124,6 +124,9 @@ func acceptAndEcho(l net.Listener) {
 // against a running node, metrics, and a cleanup that leaves nothing.
 func TestNodeWorldHostAndCLI(t *testing.T) {
 	needRoot(t)
+	// The two node tests run side by side: two nodes with their own state
+	// directories, sockets and pod CIDRs on one machine.
+	t.Parallel()
 	worldNS(t)
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
