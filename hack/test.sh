@@ -2,12 +2,12 @@
 # Runs every Rampart test, the privileged eBPF and network-namespace tests
 # and the real kube-apiserver tests included. Run it as root:
 #
-#	sudo ./hack/test.sh [go test flags...]
+#	./hack/test.sh [go test flags...]   (as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
-	echo "hack/test.sh: the datapath tests load eBPF programs and create network namespaces; run as root: sudo $0" >&2
+	echo "hack/test.sh: the datapath tests load eBPF programs and create network namespaces; run it as root" >&2
 	exit 2
 fi
 # sudo resets PATH; Go lives in /usr/local/go on a Debian machine set up by
