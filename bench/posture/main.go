@@ -144,20 +144,24 @@ func run(ctx context.Context, cfg config, w io.Writer) (*result, error) {
 			tr.perFile += d
 			tr.findings[name] = got[name]
 		}
-		// Throughput: the whole corpus in one invocation, with every
-		// object renamed per manifest so that no two collide.
-		files, _ := filepath.Glob(filepath.Join(wholeDir, "*.yaml"))
-		for range max(cfg.reps, 1) {
-			got, d, err := t.Run(ctx, files, wholeDir)
+		res.tools = append(res.tools, tr)
+	}
+	// Throughput: the whole corpus in one invocation, with every object
+	// renamed per manifest so that no two collide. Repetitions take the
+	// tools in turn, so that a change in the machine's load (other jobs on
+	// a shared machine) falls on every tool alike.
+	files, _ := filepath.Glob(filepath.Join(wholeDir, "*.yaml"))
+	for range max(cfg.reps, 1) {
+		for _, tr := range res.tools {
+			got, d, err := tr.tool.Run(ctx, files, wholeDir)
 			if err != nil {
 				return nil, err
 			}
 			if len(got) == 0 {
-				return nil, fmt.Errorf("%s found nothing in the whole corpus", t.Name)
+				return nil, fmt.Errorf("%s found nothing in the whole corpus", tr.tool.Name)
 			}
 			tr.whole = append(tr.whole, d)
 		}
-		res.tools = append(res.tools, tr)
 	}
 	if res.inProcess, err = measureInProcess(wholeDir, max(cfg.reps, 1)); err != nil {
 		return nil, err

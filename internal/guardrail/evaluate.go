@@ -49,6 +49,9 @@ func (g *Guardrail) ReviewBytes(ctx context.Context, body []byte) []byte {
 // Review answers one admission request. A panic in the checks denies the
 // request (fail closed) instead of killing the connection.
 func (g *Guardrail) Review(ctx context.Context, req *admissionv1.AdmissionRequest) (resp *admissionv1.AdmissionResponse) {
+	if req == nil {
+		return denied("", http.StatusBadRequest, "AdmissionReview has no request")
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			g.log().Error("panic while reviewing", "uid", req.UID, "panic", p, "stack", string(debug.Stack()))

@@ -55,6 +55,13 @@ func FuzzReviewBytes(f *testing.F) {
 	})
 }
 
+func TestReviewNilRequest(t *testing.T) {
+	resp := mustGuardrail(t, "").Review(context.Background(), nil)
+	if resp.Allowed || resp.Result == nil || resp.Result.Code != 400 {
+		t.Errorf("nil request: %+v", resp)
+	}
+}
+
 // TestReviewSurvivesOddPods runs pods with unusual but valid shapes, so
 // that the fuzz seeds are not the only guard against panics in the checks.
 func TestReviewSurvivesOddPods(t *testing.T) {
