@@ -755,6 +755,125 @@ ingress:
 		port: 8, proto: policy.ICMP,
 		want: newReach(true).set("y/*", "x/a", false).set("z/*", "x/a", false),
 	},
+	{
+		name: "egress to DNS: the DNS port is allowed",
+		policies: np("x", "dns-only", `
+podSelector: {}
+egress:
+- to:
+  - namespaceSelector:
+      matchLabels: {ns: z}
+    podSelector:
+      matchLabels: {pod: c}
+  ports:
+  - {port: 53, protocol: UDP}
+policyTypes: [Egress]
+`),
+		port: 53, proto: policy.UDP,
+		want: newReach(true).set("x/*", "*", false).set("x/*", "z/c", true),
+	},
+	{
+		name: "ingress from an ipBlock with except on pod addresses",
+		policies: np("x", "cidr-except", `
+podSelector:
+  matchLabels: {pod: a}
+ingress:
+- from:
+  - ipBlock:
+      cidr: 10.244.0.0/16
+      except: [10.244.2.0/24]
+`),
+		port: 80, proto: policy.TCP,
+		want: newReach(true).set("y/*", "x/a", false),
+	},
+	{
+		name: "podSelector matchExpressions Exists",
+		policies: np("x", "exists", `
+podSelector:
+  matchLabels: {pod: a}
+ingress:
+- from:
+  - podSelector:
+      matchExpressions:
+      - {key: pod, operator: Exists}
+`),
+		port: 80, proto: policy.TCP,
+		want: newReach(true).set("y/*", "x/a", false).set("z/*", "x/a", false),
+	},
+	{
+		name: "namespaceSelector matchExpressions DoesNotExist selects nothing labelled",
+		policies: np("x", "no-ns-label", `
+podSelector:
+  matchLabels: {pod: a}
+ingress:
+- from:
+  - namespaceSelector:
+      matchExpressions:
+      - {key: ns, operator: DoesNotExist}
+`),
+		port: 80, proto: policy.TCP,
+		want: newReach(true).set("*", "x/a", false),
+	},
+	{
+		name: "SCTP port range with endPort",
+		policies: np("x", "sctp-range", `
+podSelector:
+  matchLabels: {pod: a}
+ingress:
+- ports:
+  - {port: 80, endPort: 81, protocol: SCTP}
+`),
+		port: 81, proto: policy.SCTP,
+		want: newReach(true),
+	},
+	{
+		name: "named egress port with a namespaceSelector",
+		policies: np("x", "named-egress-ns", `
+podSelector:
+  matchLabels: {pod: b}
+egress:
+- to:
+  - namespaceSelector:
+      matchLabels: {ns: y}
+  ports:
+  - {port: serve-81-udp, protocol: UDP}
+policyTypes: [Egress]
+`),
+		port: 81, proto: policy.UDP,
+		want: newReach(true).set("x/b", "*", false).set("x/b", "y/*", true),
+	},
+	{
+		name: "egress policy with protocol only isolates other protocols",
+		policies: np("x", "udp-egress", `
+podSelector:
+  matchLabels: {pod: c}
+egress:
+- ports:
+  - protocol: UDP
+policyTypes: [Egress]
+`),
+		port: 80, proto: policy.TCP,
+		want: newReach(true).set("x/c", "*", false),
+	},
+	{
+		name: "two policies: one isolates egress, the other allows one destination",
+		policies: np("y", "deny-egress", `
+podSelector: {}
+policyTypes: [Egress]
+`) + np("y", "allow-to-x-a", `
+podSelector:
+  matchLabels: {pod: b}
+egress:
+- to:
+  - namespaceSelector:
+      matchLabels: {ns: x}
+    podSelector:
+      matchLabels: {pod: a}
+policyTypes: [Egress]
+`),
+		port: 81, proto: policy.TCP,
+		want: newReach(true).set("y/*", "*", false).set("y/b", "x/a", true),
+	},
 }
 
 func TestNetworkPolicyConformance(t *testing.T) {
