@@ -2,8 +2,9 @@
 // against plain routing and against iptables, in one run.
 //
 // Two endpoint namespaces, client and server, are routed through a third
-// namespace over veth pairs, like pods through a node. Each configuration
-// is measured in turn, in every round, with fresh namespaces:
+// namespace over veth pairs, like pods through a node. Every configuration
+// gets such a topology of its own, all set up at once, and each round
+// takes every measure on every configuration in turn:
 //
 //	a        plain veth pairs and routes
 //	b        Rampart's datapath on both router-side veths (TCX), default
@@ -18,7 +19,7 @@
 // medians, their spread and the ratios to (a). docs/bench-datapath.md
 // describes the method.
 //
-//	go run ./bench/datapath                    # as root; about 10 minutes
+//	go run ./bench/datapath                    # as root; about 11 minutes
 //	go run ./bench/datapath -quick             # smoke test, under a minute
 //	go run ./bench/datapath -duration 3s -reps 7 -n 10,1000,10000
 package main
@@ -138,8 +139,8 @@ func (o *options) hasM(m measure) bool { return slices.Contains(o.measures, m) }
 func parseFlags(args []string, progress io.Writer) (options, error) {
 	fs := flag.NewFlagSet("datapath", flag.ContinueOnError)
 	o := options{progress: progress}
-	fs.DurationVar(&o.duration, "duration", 5*time.Second, "length of each measurement (iperf3 rounds it up to whole seconds)")
-	fs.IntVar(&o.reps, "reps", 5, "rounds; every configuration is measured once per round")
+	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of each measurement (iperf3 rounds it up to whole seconds)")
+	fs.IntVar(&o.reps, "reps", 9, "rounds; each round takes every measure on every configuration once")
 	quick := fs.Bool("quick", false, "smoke test: -duration 1s -reps 1 unless given")
 	nList := fs.String("n", "10,10000", "comma-separated policy sizes (rows per direction for b, rules for c)")
 	cfgList := fs.String("configs", "a,b,c,c-worst", "comma-separated configurations: a, b, c, c-worst")

@@ -26,7 +26,7 @@ func TestParseFlags(t *testing.T) {
 		{
 			name: "defaults",
 			check: func(o options) string {
-				if o.duration != 5*time.Second || o.reps != 5 || len(o.ns) != 2 || len(o.configs) != 4 || len(o.measures) != 3 {
+				if o.duration != 3*time.Second || o.reps != 9 || len(o.ns) != 2 || len(o.configs) != 4 || len(o.measures) != 3 {
 					return "unexpected defaults"
 				}
 				return ""

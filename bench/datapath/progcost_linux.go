@@ -12,6 +12,13 @@ import (
 	"github.com/rampartsec/rampart/internal/datapath"
 )
 
+// Endpoint ids of the program cost measurement, apart from those of the
+// attached variants.
+const (
+	costClientEP datapath.EndpointID = 0xfff0
+	costServerEP datapath.EndpointID = 0xfff1
+)
+
 // Return codes of the programs (enum tcx_action in bpf/types.h).
 const (
 	retNext = ^uint32(0) // TCX_NEXT, -1: forwarded
@@ -100,7 +107,7 @@ func (r *rampart) ProgramCost(n, repeat int, events datapath.EventLevel) (_ []ti
 	}
 	defer func() {
 		err = errors.Join(err, r.d.SetConfig(datapath.Config{Events: events}),
-			r.d.DeleteEndpoint(clientEP), r.d.DeleteEndpoint(serverEP))
+			r.d.DeleteEndpoint(costClientEP), r.d.DeleteEndpoint(costServerEP))
 	}()
 	progs := make(map[bool]*datapath.Programs)
 	for _, ep := range []struct {
@@ -108,7 +115,10 @@ func (r *rampart) ProgramCost(n, repeat int, events datapath.EventLevel) (_ []ti
 		id     datapath.EndpointID
 		ident  datapath.Identity
 		rows   []datapath.PolicyEntry
-	}{{false, clientEP, clientID, pol[0]}, {true, serverEP, serverID, pol[1]}} {
+	}{
+		{false, costClientEP, clientID, withEndpoint(pol[0], costClientEP)},
+		{true, costServerEP, serverID, withEndpoint(pol[1], costServerEP)},
+	} {
 		cfg := datapath.EndpointConfig{Identity: ep.ident, IngressEnforced: true, EgressEnforced: true}
 		if err := r.d.SetEndpoint(ep.id, cfg); err != nil {
 			return nil, err

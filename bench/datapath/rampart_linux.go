@@ -34,9 +34,8 @@ type rampart struct {
 	wg     sync.WaitGroup
 
 	// progStats turns on per-program run time collection for the attached
-	// programs (-bpf-stats); progs holds them while attached.
+	// programs (-bpf-stats).
 	progStats bool
-	progs     []*ebpf.Program
 
 	totals rampartTotals
 }
@@ -44,7 +43,7 @@ type rampart struct {
 // rampartTotals sums what the datapath counted over all blocks.
 type rampartTotals struct {
 	Forwarded, Dropped uint64
-	// Drops counts dropped packets by endpoint, direction and reason.
+	// Drops counts dropped packets by side, direction and reason.
 	Drops  map[string]uint64
 	Events uint64
 	datapath.Stats
@@ -135,82 +134,113 @@ func openRampart(pinDir string, ns []int, events datapath.EventLevel, progStats 
 	return r, nil
 }
 
-// Attach configures both endpoints with every direction enforced (default
-// deny), writes n rows for the client's egress and n for the server's
-// ingress, and attaches the programs to the router-side veths.
-func (r *rampart) Attach(t *topology, n int) error {
+// attachment is one client and server endpoint pair of a (b) variant,
+// attached to its topology's router-side veths.
+type attachment struct {
+	client, server datapath.EndpointID
+	// progs are the attached programs, held for run time statistics.
+	progs []*ebpf.Program
+}
+
+// withEndpoint returns rows re-keyed for endpoint ep.
+func withEndpoint(rows []datapath.PolicyEntry, ep datapath.EndpointID) []datapath.PolicyEntry {
+	out := make([]datapath.PolicyEntry, len(rows))
+	for i, e := range rows {
+		e.Key.Endpoint = ep
+		out[i] = e
+	}
+	return out
+}
+
+// Attach configures endpoints client and server with every direction
+// enforced (default deny), writes n rows for the client's egress and n for
+// the server's ingress, and attaches the programs to t's router-side
+// veths. Each variant uses endpoint ids of its own, so that several
+// topologies can be attached at once and share the maps like the
+// endpoints of one node do.
+func (r *rampart) Attach(t *topology, n int, client, server datapath.EndpointID) (a *attachment, err error) {
 	pol, ok := r.policies[n]
 	if !ok {
-		return fmt.Errorf("no policy generated for N=%d", n)
+		return nil, fmt.Errorf("no policy generated for N=%d", n)
 	}
+	a = &attachment{client: client, server: server}
+	defer func() {
+		if err != nil {
+			r.Detach(a)
+			a = nil
+		}
+	}()
 	for _, ep := range []struct {
 		id    datapath.EndpointID
 		ident datapath.Identity
 		ifidx int
 		rows  []datapath.PolicyEntry
 	}{
-		{clientEP, clientID, t.clientVeth, pol[0]},
-		{serverEP, serverID, t.serverVeth, pol[1]},
+		{client, clientID, t.clientVeth, withEndpoint(pol[0], client)},
+		{server, serverID, t.serverVeth, withEndpoint(pol[1], server)},
 	} {
 		cfg := datapath.EndpointConfig{Identity: ep.ident, IfIndex: ep.ifidx, IngressEnforced: true, EgressEnforced: true}
 		if err := r.d.SetEndpoint(ep.id, cfg); err != nil {
-			return err
+			return nil, err
 		}
 		if err := r.d.SyncPolicy(ep.id, ep.rows); err != nil {
-			return err
+			return nil, err
 		}
 		got, err := r.d.PolicyEntries(ep.id)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(got) != n {
-			return fmt.Errorf("endpoint %d has %d policy rows, want %d", ep.id, len(got), n)
+			return nil, fmt.Errorf("endpoint %d has %d policy rows, want %d", ep.id, len(got), n)
 		}
 		// The veth lives in the router namespace; TCX resolves the
 		// ifindex in the namespace of the attaching thread.
 		if err := inNetns(t.router, func() error { return r.d.Attach(ep.id, ep.ifidx) }); err != nil {
-			return err
+			return nil, err
 		}
 		if r.progStats {
-			if err := r.openPrograms(ep.id); err != nil {
-				return err
+			progs, err := r.attachedPrograms(ep.id)
+			a.progs = append(a.progs, progs...)
+			if err != nil {
+				return nil, err
 			}
 		}
 	}
-	return nil
+	return a, nil
 }
 
-// openPrograms finds endpoint ep's attached programs through their pinned
-// links (PinDir/links/<id>/<program>, see docs/datapath.md) so that their
-// run time can be read.
-func (r *rampart) openPrograms(ep datapath.EndpointID) error {
+// attachedPrograms finds endpoint ep's attached programs through their
+// pinned links (PinDir/links/<id>/<program>, see docs/datapath.md) so that
+// their run time can be read.
+func (r *rampart) attachedPrograms(ep datapath.EndpointID) ([]*ebpf.Program, error) {
+	var progs []*ebpf.Program
 	for _, name := range []string{"from_endpoint", "to_endpoint"} {
 		pin := filepath.Join(r.d.PinDir(), "links", strconv.Itoa(int(ep)), name)
 		l, err := link.LoadPinnedLink(pin, nil)
 		if err != nil {
-			return fmt.Errorf("program stats: %w", err)
+			return progs, fmt.Errorf("program stats: %w", err)
 		}
 		info, err := l.Info()
 		l.Close()
 		if err != nil {
-			return fmt.Errorf("program stats: %s: %w", pin, err)
+			return progs, fmt.Errorf("program stats: %s: %w", pin, err)
 		}
 		p, err := ebpf.NewProgramFromID(info.Program)
 		if err != nil {
-			return fmt.Errorf("program stats: %s: %w", pin, err)
+			return progs, fmt.Errorf("program stats: %s: %w", pin, err)
 		}
-		r.progs = append(r.progs, p)
+		progs = append(progs, p)
 	}
-	return nil
+	return progs, nil
 }
 
-// ProgramStats sums run time and runs of the attached programs since they
-// were loaded; ok is false unless -bpf-stats is on.
-func (r *rampart) ProgramStats() (st bpfSample, ok bool, err error) {
-	if len(r.progs) == 0 {
+// ProgramStats sums run time and runs of a's programs since they were
+// loaded; ok is false unless -bpf-stats is on.
+func (r *rampart) ProgramStats(a *attachment) (st bpfSample, ok bool, err error) {
+	if len(a.progs) == 0 {
 		return st, false, nil
 	}
-	for _, p := range r.progs {
+	for _, p := range a.progs {
 		ps, err := p.Stats()
 		if err != nil {
 			return st, false, fmt.Errorf("program stats: %w", err)
@@ -221,40 +251,46 @@ func (r *rampart) ProgramStats() (st bpfSample, ok bool, err error) {
 	return st, true, nil
 }
 
-// blockCounters is what the datapath counted during one block.
-type blockCounters struct {
+// endpointCounters is what the datapath counted for one attachment.
+type endpointCounters struct {
 	// Forwarded is per endpoint: client, server.
 	Forwarded [2]uint64
 	Dropped   uint64
 }
 
-// Detach reads the block's counters, then deletes both endpoints: links,
-// policy rows, conntrack entries and counters, so that the next block
-// starts from empty maps.
-func (r *rampart) Detach() (blockCounters, error) {
-	var bc blockCounters
+// Detach reads a's counters, then deletes both endpoints: links, policy
+// rows, conntrack entries and counters.
+func (r *rampart) Detach(a *attachment) (endpointCounters, error) {
+	var ec endpointCounters
 	cs, cerr := r.d.Counters()
 	for _, c := range cs {
+		if c.Endpoint != a.client && c.Endpoint != a.server {
+			continue
+		}
 		switch c.Verdict {
 		case datapath.FlowForwarded:
-			if c.Endpoint == clientEP {
-				bc.Forwarded[0] += c.Packets
-			} else if c.Endpoint == serverEP {
-				bc.Forwarded[1] += c.Packets
+			if c.Endpoint == a.client {
+				ec.Forwarded[0] += c.Packets
+			} else {
+				ec.Forwarded[1] += c.Packets
 			}
 		case datapath.FlowDropped:
-			bc.Dropped += c.Packets
-			r.totals.Drops[fmt.Sprintf("endpoint %d %v: %v", c.Endpoint, c.Direction, c.Reason)] += c.Packets
+			ec.Dropped += c.Packets
+			side := "client"
+			if c.Endpoint == a.server {
+				side = "server"
+			}
+			r.totals.Drops[fmt.Sprintf("%s %v: %v", side, c.Direction, c.Reason)] += c.Packets
 		}
 	}
-	for _, p := range r.progs {
+	for _, p := range a.progs {
 		p.Close()
 	}
-	r.progs = nil
-	r.totals.Forwarded += bc.Forwarded[0] + bc.Forwarded[1]
-	r.totals.Dropped += bc.Dropped
-	err := errors.Join(cerr, r.d.DeleteEndpoint(clientEP), r.d.DeleteEndpoint(serverEP))
-	return bc, err
+	a.progs = nil
+	r.totals.Forwarded += ec.Forwarded[0] + ec.Forwarded[1]
+	r.totals.Dropped += ec.Dropped
+	err := errors.Join(cerr, r.d.DeleteEndpoint(a.client), r.d.DeleteEndpoint(a.server))
+	return ec, err
 }
 
 // Close stops the flow reader and removes every pin and the pin

@@ -196,7 +196,7 @@ func (r *report) flatness(m measure) (flatness, bool) {
 // print writes the tables, ratios and verdicts.
 func (r *report) print(w io.Writer) {
 	o := r.opts
-	fmt.Fprintf(w, "Rampart datapath benchmark: %d round(s) x %v per measure, configurations interleaved (order rotated each round)\n", o.reps, o.duration)
+	fmt.Fprintf(w, "Rampart datapath benchmark: %d round(s) x %v per measure; each round takes every measure on every configuration in turn (order rotated each round)\n", o.reps, o.duration)
 	fmt.Fprintf(w, "  kernel %s, %d CPUs, %s\n", r.env.kernel, r.env.cpus, r.env.goVersion)
 	if r.env.iperf != "" {
 		fmt.Fprintf(w, "  %s\n", r.env.iperf)

@@ -30,13 +30,12 @@ type bench struct {
 	rp    *rampart
 	// rulesets holds the iptables-restore input per iptables variant.
 	rulesets map[variant]string
-	// bpf collects the current block's program costs per measure.
-	bpf map[measure]bpfSample
 }
 
-// run measures every variant once per round and returns the report. It
-// removes everything it created before returning, also when ctx is
-// cancelled.
+// run sets every variant up on namespaces of its own, then, round after
+// round, takes each measure on every variant in turn, and returns the
+// report. It removes everything it created before returning, also when
+// ctx is cancelled.
 func run(ctx context.Context, o options) (_ *report, err error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("must run as root: it creates network namespaces, attaches eBPF programs and loads iptables rules")
@@ -108,38 +107,214 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 		}()
 	}
 
-	rep.env.loadBefore = loadAverage()
-	for round := range o.reps {
-		// Rotating the order spreads slow drift (other load, thermal)
-		// over all configurations instead of always favouring the first.
-		for i := range variants {
-			v := variants[(i+round)%len(variants)]
-			if err := ctx.Err(); err != nil {
-				return nil, err
+	// Every variant gets its own namespaces, set up once and kept for the
+	// whole run, so that each round can measure all variants within
+	// seconds of each other.
+	setups := make([]*setup, 0, len(variants))
+	defer func() {
+		for _, s := range setups {
+			if terr := b.tearDown(s); terr != nil && err == nil {
+				err = fmt.Errorf("%v: %w", s.v, terr)
 			}
-			b.bpf = make(map[measure]bpfSample)
-			vals, err := b.block(ctx, v, round)
-			if err != nil {
-				return nil, fmt.Errorf("round %d, %v: %w", round+1, v, err)
-			}
-			var parts []string
-			for _, m := range o.measures {
-				rep.values[v][m] = append(rep.values[v][m], vals[m])
-				if s, ok := b.bpf[m]; ok {
-					rep.bpf[v][m] = append(rep.bpf[v][m], s)
-				}
-				parts = append(parts, fmt.Sprintf("%s %.4g", m, scale(m, vals[m])))
-			}
-			fmt.Fprintf(o.progress, "round %d/%d  %-12v  %s\n", round+1, o.reps, v, strings.Join(parts, "  "))
+		}
+	}()
+	bIndex := 0
+	for _, v := range variants {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var eps [2]datapath.EndpointID
+		if v.cfg == cfgRampart {
+			eps = [2]datapath.EndpointID{datapath.EndpointID(2*bIndex + 1), datapath.EndpointID(2*bIndex + 2)}
+			bIndex++
+		}
+		s, err := b.setUp(ctx, v, eps)
+		if err != nil {
+			return nil, fmt.Errorf("set up %v: %w", v, err)
+		}
+		setups = append(setups, s)
+	}
+	if err := sleep(ctx, o.settle); err != nil {
+		return nil, err
+	}
+	for _, s := range setups {
+		if err := b.check(s); err != nil {
+			return nil, fmt.Errorf("%v: %w", s.v, err)
 		}
 	}
+
+	rep.env.loadBefore = loadAverage()
+	for round := range o.reps {
+		for _, m := range o.measures {
+			var parts []string
+			// Rotating the order spreads slow drift over all variants
+			// instead of always favouring the first.
+			for i := range setups {
+				s := setups[(i+round)%len(setups)]
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+				x, bs, err := b.measure(ctx, s, m)
+				if err != nil {
+					return nil, fmt.Errorf("round %d, %v, %s: %w", round+1, s.v, m, err)
+				}
+				rep.values[s.v][m] = append(rep.values[s.v][m], x)
+				if bs != nil {
+					rep.bpf[s.v][m] = append(rep.bpf[s.v][m], *bs)
+				}
+				parts = append(parts, fmt.Sprintf("%v %.4g", s.v, scale(m, x)))
+			}
+			fmt.Fprintf(o.progress, "round %d/%d %-10s %s\n", round+1, o.reps, m, strings.Join(parts, ", "))
+		}
+	}
+	rep.env.loadAfter = loadAverage()
+
+	// Tear down before the program cost, which needs the datapath to
+	// itself; the deferred tear-down then has nothing left to do.
+	for _, s := range setups {
+		if err := b.tearDown(s); err != nil {
+			return nil, fmt.Errorf("%v: %w", s.v, err)
+		}
+	}
+	setups = nil
 	if b.rp != nil && o.progRepeat > 0 {
 		if err := b.programCost(ctx, rep); err != nil {
 			return nil, fmt.Errorf("program cost: %w", err)
 		}
 	}
-	rep.env.loadAfter = loadAverage()
 	return rep, nil
+}
+
+// setup is one variant's namespaces, configuration and servers.
+type setup struct {
+	v     variant
+	t     *topology
+	att   *attachment
+	echo  *echoServer
+	iperf *iperfServer
+	done  bool
+}
+
+// setUp creates fresh namespaces for v, configures them and starts the
+// servers. eps are the endpoint ids for a (b) variant.
+func (b *bench) setUp(ctx context.Context, v variant, eps [2]datapath.EndpointID) (s *setup, err error) {
+	s = &setup{v: v}
+	defer func() {
+		if err != nil {
+			b.tearDown(s)
+			s = nil
+		}
+	}()
+	if s.t, err = newTopology(); err != nil {
+		return s, err
+	}
+	switch {
+	case v.cfg == cfgRampart:
+		if s.att, err = b.rp.Attach(s.t, v.n, eps[0], eps[1]); err != nil {
+			return s, err
+		}
+	case v.cfg.iptables():
+		if err := b.ipt.Load(ctx, s.t.router, b.rulesets[v]); err != nil {
+			return s, err
+		}
+		n, err := b.ipt.ForwardRules(ctx, s.t.router)
+		if err != nil {
+			return s, err
+		}
+		if n != v.n+1 {
+			return s, fmt.Errorf("FORWARD chain has %d rules, want %d plus the conntrack rule", n, v.n)
+		}
+	}
+	if s.echo, err = startEchoServer(s.t.server, echoPort, deniedPort); err != nil {
+		return s, err
+	}
+	if b.o.hasM(measureThroughput) {
+		if s.iperf, err = startIperfServer(b.iperf, s.t.server); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// check requires the allowed port to answer and the denied one not to,
+// except without policy, where its answer proves the server listens there.
+func (b *bench) check(s *setup) error {
+	if err := echoOnce(s.t.client, netip.AddrPortFrom(serverAddr, echoPort), ioTimeout); err != nil {
+		return fmt.Errorf("allowed traffic does not pass: %w", err)
+	}
+	err := echoOnce(s.t.client, netip.AddrPortFrom(serverAddr, deniedPort), 500*time.Millisecond)
+	switch {
+	case s.v.cfg == cfgPlain && err != nil:
+		return fmt.Errorf("port %d does not answer without policy: %w", deniedPort, err)
+	case s.v.cfg != cfgPlain && err == nil:
+		return fmt.Errorf("port %d answered although no policy allows it: enforcement is off", deniedPort)
+	}
+	return nil
+}
+
+// tearDown stops s's servers, detaches Rampart (requiring that it
+// forwarded packets at both endpoints) and releases the namespaces. It is
+// idempotent.
+func (b *bench) tearDown(s *setup) error {
+	if s == nil || s.done {
+		return nil
+	}
+	s.done = true
+	if s.iperf != nil {
+		s.iperf.Stop()
+	}
+	if s.echo != nil {
+		s.echo.Stop()
+	}
+	var errs []error
+	if s.att != nil {
+		ec, err := b.rp.Detach(s.att)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("detach datapath: %w", err))
+		} else if ec.Forwarded[0] == 0 || ec.Forwarded[1] == 0 {
+			errs = append(errs, fmt.Errorf("datapath forwarded %d packets at the client, %d at the server: not on the path", ec.Forwarded[0], ec.Forwarded[1]))
+		}
+	}
+	if s.t != nil {
+		errs = append(errs, s.t.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// measure takes measure m once on s. For (b) with -bpf-stats it also
+// returns what the programs cost meanwhile.
+func (b *bench) measure(ctx context.Context, s *setup, m measure) (float64, *bpfSample, error) {
+	var before bpfSample
+	var stats bool
+	if s.att != nil {
+		var err error
+		if before, stats, err = b.rp.ProgramStats(s.att); err != nil {
+			return 0, nil, err
+		}
+	}
+	var (
+		x, secs float64
+		ops     int64
+		err     error
+	)
+	switch m {
+	case measureThroughput:
+		x, secs, err = runIperf(ctx, b.iperf, s.t.client, serverAddr, b.o.duration)
+	case measureRR, measureCRR:
+		var r loadResult
+		r, err = runClient(ctx, s.t.client, string(m), netip.AddrPortFrom(serverAddr, echoPort), b.o.duration)
+		x, secs, ops = r.rate(), r.Seconds, r.Ops
+	}
+	if err != nil || !stats {
+		return x, nil, err
+	}
+	after, _, err := b.rp.ProgramStats(s.att)
+	if err != nil {
+		return 0, nil, err
+	}
+	bs := after.sub(before)
+	bs.Seconds, bs.Ops = secs, ops
+	return x, &bs, nil
 }
 
 // progCostReps is how many times the program cost is measured per N.
@@ -168,114 +343,6 @@ func (b *bench) programCost(ctx context.Context, rep *report) error {
 		}
 	}
 	return nil
-}
-
-// block sets variant v up on fresh namespaces, checks that allowed traffic
-// passes and (except for a) that other traffic is dropped, takes each
-// measure once and tears everything down again.
-func (b *bench) block(ctx context.Context, v variant, round int) (vals map[measure]float64, err error) {
-	t, err := newTopology()
-	if err != nil {
-		return nil, err
-	}
-	defer t.Close()
-
-	switch {
-	case v.cfg == cfgRampart:
-		if err := b.rp.Attach(t, v.n); err != nil {
-			b.rp.Detach()
-			return nil, err
-		}
-		defer func() {
-			bc, derr := b.rp.Detach()
-			if derr != nil {
-				err = errors.Join(err, fmt.Errorf("detach datapath: %w", derr))
-			} else if err == nil && (bc.Forwarded[0] == 0 || bc.Forwarded[1] == 0) {
-				err = fmt.Errorf("datapath forwarded %d packets at the client, %d at the server: not on the path", bc.Forwarded[0], bc.Forwarded[1])
-			}
-		}()
-	case v.cfg.iptables():
-		if err := b.ipt.Load(ctx, t.router, b.rulesets[v]); err != nil {
-			return nil, err
-		}
-		if round == 0 {
-			n, err := b.ipt.ForwardRules(ctx, t.router)
-			if err != nil {
-				return nil, err
-			}
-			if n != v.n+1 {
-				return nil, fmt.Errorf("FORWARD chain has %d rules, want %d plus the conntrack rule", n, v.n)
-			}
-		}
-	}
-
-	echo, err := startEchoServer(t.server, echoPort, deniedPort)
-	if err != nil {
-		return nil, err
-	}
-	defer echo.Stop()
-	if b.o.hasM(measureThroughput) {
-		srv, err := startIperfServer(b.iperf, t.server)
-		if err != nil {
-			return nil, err
-		}
-		defer srv.Stop()
-	}
-	if err := sleep(ctx, b.o.settle); err != nil {
-		return nil, err
-	}
-
-	// The allowed port must answer; the denied one must not, except
-	// without policy, where answering proves the server listens there.
-	if err := echoOnce(t.client, netip.AddrPortFrom(serverAddr, echoPort), ioTimeout); err != nil {
-		return nil, fmt.Errorf("allowed traffic does not pass: %w", err)
-	}
-	err = echoOnce(t.client, netip.AddrPortFrom(serverAddr, deniedPort), 500*time.Millisecond)
-	switch {
-	case v.cfg == cfgPlain && err != nil:
-		return nil, fmt.Errorf("port %d does not answer without policy: %w", deniedPort, err)
-	case v.cfg != cfgPlain && err == nil:
-		return nil, fmt.Errorf("port %d answered although no policy allows it: enforcement is off", deniedPort)
-	}
-
-	vals = make(map[measure]float64)
-	for _, m := range b.o.measures {
-		var before bpfSample
-		if v.cfg == cfgRampart {
-			if before, _, err = b.rp.ProgramStats(); err != nil {
-				return nil, err
-			}
-		}
-		var (
-			x    float64
-			secs float64
-			ops  int64
-		)
-		switch m {
-		case measureThroughput:
-			x, secs, err = runIperf(ctx, b.iperf, t.client, serverAddr, b.o.duration)
-		case measureRR, measureCRR:
-			var r loadResult
-			r, err = runClient(ctx, t.client, string(m), netip.AddrPortFrom(serverAddr, echoPort), b.o.duration)
-			x, secs, ops = r.rate(), r.Seconds, r.Ops
-		}
-		if err != nil {
-			return nil, err
-		}
-		vals[m] = x
-		if v.cfg == cfgRampart {
-			after, ok, err := b.rp.ProgramStats()
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				s := after.sub(before)
-				s.Seconds, s.Ops = secs, ops
-				b.bpf[m] = s
-			}
-		}
-	}
-	return vals, nil
 }
 
 // echoOnce connects from ns to addr, sends a byte and waits for the echo.
