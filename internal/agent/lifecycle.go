@@ -148,15 +148,11 @@ func (n *Node) flowRecord(f datapath.Flow) api.Flow {
 		Time:      f.Time,
 		Direction: f.Direction.String(),
 		Protocol:  protoName(f.Proto),
-		Source:    api.FlowPeer{Addr: f.Src.String(), Port: f.SrcPort, Identity: uint32(f.SrcIdentity), Name: n.state.identityName(f.SrcIdentity, f.Src)},
-		Dest:      api.FlowPeer{Addr: f.Dst.String(), Port: f.DstPort, Identity: uint32(f.DstIdentity), Name: n.state.identityName(f.DstIdentity, f.Dst)},
+		Source:    api.FlowPeer{Addr: f.Src.String(), Port: f.SrcPort, Identity: uint32(f.SrcIdentity), Name: n.state.peerName(f.SrcIdentity, f.Src)},
+		Dest:      api.FlowPeer{Addr: f.Dst.String(), Port: f.DstPort, Identity: uint32(f.DstIdentity), Name: n.state.peerName(f.DstIdentity, f.Dst)},
 		Bytes:     f.Length,
 	}
-	for k, pe := range n.state.local {
-		if ep, err := n.eps.Get(k); err == nil && datapath.EndpointID(ep.ID) == f.Endpoint {
-			fl.Endpoint = pe.Ref()
-		}
-	}
+	fl.Endpoint = n.state.byID[f.Endpoint]
 	if f.Proto == 1 || f.Proto == 58 {
 		t := f.ICMPType()
 		fl.ICMPType = &t

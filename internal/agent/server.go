@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -68,9 +69,9 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if len(n.cfg.EtcdEndpoints) > 0 {
 		st.Store = "etcd " + strings.Join(n.cfg.EtcdEndpoints, ",")
 	}
-	for _, p := range []interface{ String() string }{n.cfg.PodCIDR4, n.cfg.PodCIDR6} {
-		if s := p.String(); s != "invalid Prefix" {
-			st.PodCIDRs = append(st.PodCIDRs, s)
+	for _, p := range []netip.Prefix{n.cfg.PodCIDR4, n.cfg.PodCIDR6} {
+		if p.IsValid() {
+			st.PodCIDRs = append(st.PodCIDRs, p.String())
 		}
 	}
 	st.FlowsSeen, st.FlowsDropped = n.flows.Counts()

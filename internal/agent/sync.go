@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/rampartsec/rampart/internal/datapath"
 	"github.com/rampartsec/rampart/internal/endpoint"
@@ -32,6 +29,11 @@ type desired struct {
 	repo     *policy.Repository
 	local    map[endpoint.Key]*policy.Endpoint
 	policies int
+	// byID and names let flows be named without scanning: endpoint id to
+	// namespace/name, identity to the namespace/name of one endpoint.
+	byID  map[datapath.EndpointID]string
+	names map[datapath.Identity]string
+	addrs map[netip.Addr]string
 }
 
 // loadDesired reads namespaces and policies from the store.
@@ -67,7 +69,8 @@ func (n *Node) reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resolve policy: %w", err)
 	}
-	d := &desired{objs: objs, rev: rev, repo: repo, local: map[endpoint.Key]*policy.Endpoint{}}
+	d := &desired{objs: objs, rev: rev, repo: repo, local: map[endpoint.Key]*policy.Endpoint{},
+		byID: map[datapath.EndpointID]string{}, names: map[datapath.Identity]string{}, addrs: map[netip.Addr]string{}}
 	for _, o := range objs {
 		if o.Kind != "Namespace" {
 			d.policies++
@@ -83,6 +86,11 @@ func (n *Node) reconcile(ctx context.Context) error {
 			return fmt.Errorf("endpoint %s: %w", ep.Key(), err)
 		}
 		d.local[ep.Key()] = pe
+		d.byID[datapath.EndpointID(ep.ID)] = pe.Ref()
+		d.names[datapath.Identity(pe.Identity.ID)] = pe.Ref()
+		for _, a := range pe.IPs {
+			d.addrs[a] = pe.Ref()
+		}
 	}
 	var errs []error
 	var ipc []datapath.IdentityEntry
@@ -184,30 +192,15 @@ func toPolicyEndpoint(ep endpoint.Endpoint) *policy.Endpoint {
 	return pe
 }
 
-// namespaceObjects returns the Namespace objects among objs by name.
-func namespaceObjects(objs []*resource.Object) map[string]*corev1.Namespace {
-	out := map[string]*corev1.Namespace{}
-	for _, o := range objs {
-		if ns, ok := o.Obj.(*corev1.Namespace); ok {
-			out[ns.Name] = ns
-		}
-	}
-	return out
-}
-
-// identityName names an identity for flows: an endpoint's namespace/name,
-// a reserved identity's name, or its number.
-func (d *desired) identityName(id datapath.Identity, addr netip.Addr) string {
+// peerName names a flow's peer: the endpoint with that address, else an
+// endpoint with that identity, a reserved identity's name, or the number.
+func (d *desired) peerName(id datapath.Identity, addr netip.Addr) string {
 	if d != nil {
-		for _, pe := range d.local {
-			if slices.Contains(pe.IPs, addr) {
-				return pe.Ref()
-			}
+		if name, ok := d.addrs[addr]; ok {
+			return name
 		}
-		for _, pe := range d.repo.Endpoints() {
-			if pe.Identity != nil && datapath.Identity(pe.Identity.ID) == id {
-				return pe.Ref()
-			}
+		if name, ok := d.names[id]; ok {
+			return name
 		}
 	}
 	if name := identity.ReservedName(identity.ID(id)); name != "" {
