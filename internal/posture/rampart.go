@@ -60,6 +60,39 @@ func rampartChecks() []Check {
 					}
 				}
 			}},
+		{Rule: Rule{ID: "rampart:ephemeral-storage-limit", Title: "No ephemeral-storage limit", Severity: Medium,
+			References: append(rampartRef("ephemeral-storage-limit", "Containers have an ephemeral-storage limit"),
+				Reference{Standard: KubeScore, Control: "container-ephemeral-storage-request-and-limit"}),
+			Description: "A container without an ephemeral-storage limit can fill its node's disk with logs, emptyDir volumes and writable layers, and get other pods evicted.",
+			Remediation: "Set resources.limits.ephemeral-storage (the request defaults to the limit; set resources.requests.ephemeral-storage lower to let the scheduler pack pods)."},
+			Workload: func(w *Workload, _ *Inventory, r *Reporter) {
+				for _, c := range w.Containers() {
+					if c.Kind == "ephemeral container" {
+						continue // ephemeral containers cannot have resources
+					}
+					if _, ok := c.Resources.Limits[corev1.ResourceEphemeralStorage]; !ok {
+						r.Add(c.Path+".resources.limits.ephemeral-storage", "%s has no ephemeral-storage limit", c.Name())
+					}
+				}
+			}},
+		{Rule: Rule{ID: "rampart:low-uid", Title: "runAsUser not above 10000", Severity: Low,
+			References: append(rampartRef("low-uid", "Containers run as a UID above 10000"),
+				Reference{Standard: KubeScore, Control: "container-security-context-user-group-id"},
+				Reference{Standard: Trivy, Control: "KSV-0020"}),
+			Description: "UIDs up to 10000 are those of the node's own users and system accounts; a process that escapes its container with such a UID acts as one of them.",
+			Remediation: "Set securityContext.runAsUser above 10000 in the pod or in every container (the container's value overrides the pod's)."},
+			Workload: idAbove10000("runAsUser", "UID",
+				func(s *corev1.PodSecurityContext) *int64 { return s.RunAsUser },
+				func(s *corev1.SecurityContext) *int64 { return s.RunAsUser })},
+		{Rule: Rule{ID: "rampart:low-gid", Title: "runAsGroup not above 10000", Severity: Low,
+			References: append(rampartRef("low-gid", "Containers run as a GID above 10000"),
+				Reference{Standard: KubeScore, Control: "container-security-context-user-group-id"},
+				Reference{Standard: Trivy, Control: "KSV-0021"}),
+			Description: "GIDs up to 10000 are those of the node's own groups; a process that escapes its container with such a primary group can read and write what the group owns on the node.",
+			Remediation: "Set securityContext.runAsGroup above 10000 in the pod or in every container (the container's value overrides the pod's)."},
+			Workload: idAbove10000("runAsGroup", "GID",
+				func(s *corev1.PodSecurityContext) *int64 { return s.RunAsGroup },
+				func(s *corev1.SecurityContext) *int64 { return s.RunAsGroup })},
 		{Rule: Rule{ID: "rampart:writable-root-fs", Title: "Writable root filesystem", Severity: Medium,
 			References:  rampartRef("writable-root-fs", "Root filesystems are read-only"),
 			Description: "A writable root filesystem lets an intruder drop tools and persist changes inside the container.",
@@ -108,6 +141,48 @@ func rampartChecks() []Check {
 				}
 				r.Add("metadata.namespace", "namespace %s is not labelled %s=enabled, and the workload %s", w.Object.Namespace, MeshLabel, strings.Join(why, " and "))
 			}},
+	}
+}
+
+// minHostID is the highest UID or GID left to the node's own users; kube-score
+// and Trivy ask for IDs above it.
+const minHostID = 10000
+
+// idAbove10000 reports each container whose effective field (the
+// container's securityContext value, else the pod's) is unset or at most
+// 10000. A finding points at the field that sets the value, or at the
+// container's field when neither sets it; a low pod-level value inherited
+// by several containers is one finding. Windows pods are skipped: they run
+// as user names, not IDs.
+func idAbove10000(field, what string, pod func(*corev1.PodSecurityContext) *int64, ctr func(*corev1.SecurityContext) *int64) func(*Workload, *Inventory, *Reporter) {
+	return func(w *Workload, _ *Inventory, r *Reporter) {
+		if w.isWindows() {
+			return
+		}
+		var podID *int64
+		if w.Spec.SecurityContext != nil {
+			podID = pod(w.Spec.SecurityContext)
+		}
+		var inherited []string
+		for _, c := range w.Containers() {
+			id := podID
+			if c.SecurityContext != nil && ctr(c.SecurityContext) != nil {
+				id = ctr(c.SecurityContext)
+				if *id <= minHostID {
+					r.Add(c.Path+".securityContext."+field, "%s runs as %s %d, not above %d", c.Name(), what, *id, minHostID)
+				}
+				continue
+			}
+			switch {
+			case id == nil:
+				r.Add(c.Path+".securityContext."+field, "%s sets no %s, in the pod or the container, so it runs as the image's %s", c.Name(), field, what)
+			case *id <= minHostID:
+				inherited = append(inherited, c.Name())
+			}
+		}
+		if len(inherited) > 0 {
+			r.Add(w.SpecPath+".securityContext."+field, "%s inherit %s %d from the pod, not above %d", strings.Join(inherited, ", "), what, *podID, minHostID)
+		}
 	}
 }
 

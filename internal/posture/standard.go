@@ -18,6 +18,14 @@ const (
 	Rampart       Standard = "rampart"        // Rampart's own rules
 )
 
+// Peer tools whose checks a rule may cite as references, so that users
+// comparing reports can match findings. They are not standards: --standard
+// cannot select them and Rule.Standards leaves them out.
+const (
+	KubeScore Standard = "kube-score"
+	Trivy     Standard = "trivy"
+)
+
 // AllStandards lists every standard in the order outputs present them.
 func AllStandards() []Standard { return []Standard{CIS, PSSBaseline, PSSRestricted, Rampart} }
 
@@ -65,6 +73,8 @@ func (r Reference) String() string {
 		return "PSS baseline " + r.Control
 	case PSSRestricted:
 		return "PSS restricted " + r.Control
+	case Trivy:
+		return "Trivy " + r.Control
 	}
 	return string(r.Standard) + " " + r.Control
 }
@@ -84,7 +94,12 @@ func mergeRefs(a, b []Reference) []Reference {
 		seen[r.key()] = true
 		out = append(out, r)
 	}
-	rank := func(s Standard) int { return slices.Index(AllStandards(), s) }
+	rank := func(s Standard) int {
+		if i := slices.Index(AllStandards(), s); i >= 0 {
+			return i
+		}
+		return len(AllStandards()) // peer references after the standards
+	}
 	slices.SortStableFunc(out, func(x, y Reference) int {
 		if c := rank(x.Standard) - rank(y.Standard); c != 0 {
 			return c
