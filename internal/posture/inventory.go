@@ -4,8 +4,10 @@ import (
 	"maps"
 	"slices"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rampartsec/rampart/internal/labels"
@@ -31,7 +33,11 @@ type Inventory struct {
 // NewInventory indexes objs. Workloads whose controller is also among objs
 // (a ReplicaSet owned by a listed Deployment, a cluster's Pods owned by
 // listed ReplicaSets) are left out of Workloads, so that one misconfigured
-// template yields one set of findings rather than one per generation.
+// template yields one set of findings rather than one per generation. The
+// exception is a ReplicaSet that may run pods (replicas not 0) from a
+// template its Deployment does not hold: whoever may update ReplicaSets can
+// change what runs without touching the Deployment, so it is audited on its
+// own (see driftedReplicaSet).
 func NewInventory(objs []*resource.Object) *Inventory {
 	inv := &Inventory{
 		Objects:         objs,
@@ -40,13 +46,13 @@ func NewInventory(objs []*resource.Object) *Inventory {
 		coverage:        map[*Workload]Coverage{},
 		owned:           map[*resource.Object]bool{},
 	}
-	byUID := map[string]bool{}
-	byName := map[string]bool{}
+	byUID := map[string]*resource.Object{}
+	byName := map[string]*resource.Object{}
 	for _, o := range objs {
 		if m, ok := o.Obj.(metav1.Object); ok && m.GetUID() != "" {
-			byUID[string(m.GetUID())] = true
+			byUID[string(m.GetUID())] = o
 		}
-		byName[o.Kind+"/"+o.Namespace+"/"+o.Name] = true
+		byName[o.Kind+"/"+o.Namespace+"/"+o.Name] = o
 		switch t := o.Obj.(type) {
 		case *corev1.Namespace:
 			inv.namespaces[o.Name] = o
@@ -67,7 +73,14 @@ func NewInventory(objs []*resource.Object) *Inventory {
 		}
 		if m, ok := o.Obj.(metav1.Object); ok {
 			for _, ref := range m.GetOwnerReferences() {
-				if ref.Controller != nil && *ref.Controller && (byUID[string(ref.UID)] || byName[ref.Kind+"/"+o.Namespace+"/"+ref.Name]) {
+				if ref.Controller == nil || !*ref.Controller {
+					continue
+				}
+				owner := byUID[string(ref.UID)]
+				if owner == nil {
+					owner = byName[ref.Kind+"/"+o.Namespace+"/"+ref.Name]
+				}
+				if owner != nil && !driftedReplicaSet(o, owner) {
 					inv.owned[o] = true
 				}
 			}
@@ -249,3 +262,30 @@ func (inv *Inventory) MeshEnabled(ns string) bool {
 // MeshLabel is the namespace label that puts a namespace's workloads in
 // Rampart's mTLS mesh.
 const MeshLabel = "rampart.io/mesh"
+
+// driftedReplicaSet reports whether o is a ReplicaSet that may run pods
+// (replicas unset or above 0) from a pod template other than that of its
+// owner, a Deployment. The Deployment controller copies its template into
+// each ReplicaSet and adds only the pod-template-hash label, which the
+// comparison ignores. ReplicaSets scaled to 0 are the Deployment's rollout
+// history: their old templates run nothing and are not reported.
+func driftedReplicaSet(o, owner *resource.Object) bool {
+	rs, ok := o.Obj.(*appsv1.ReplicaSet)
+	if !ok {
+		return false
+	}
+	d, ok := owner.Obj.(*appsv1.Deployment)
+	if !ok || (rs.Spec.Replicas != nil && *rs.Spec.Replicas == 0) {
+		return false
+	}
+	tmpl := rs.Spec.Template.DeepCopy()
+	delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	if len(tmpl.Labels) == 0 {
+		tmpl.Labels = nil
+	}
+	want := d.Spec.Template.DeepCopy()
+	if len(want.Labels) == 0 {
+		want.Labels = nil
+	}
+	return !equality.Semantic.DeepEqual(tmpl, want)
+}
