@@ -84,14 +84,25 @@ type iperfReport struct {
 			Seconds       float64 `json:"seconds"`
 			BitsPerSecond float64 `json:"bits_per_second"`
 		} `json:"sum_received"`
+		// CPU is each side's user and system time as a percentage of
+		// the test's length, softirq work in its context included.
+		CPU struct {
+			HostTotal   float64 `json:"host_total"`
+			RemoteTotal float64 `json:"remote_total"`
+		} `json:"cpu_utilization_percent"`
 	} `json:"end"`
 	Error string `json:"error"`
 }
 
-// runIperf runs one iperf3 client in ns against the server and returns the
-// throughput the receiver saw, in bits per second, and over how many
-// seconds. iperf3 takes whole seconds.
-func runIperf(ctx context.Context, bin string, ns netns.NsHandle, to netip.Addr, d time.Duration) (bps, secs float64, err error) {
+// iperfResult is one iperf3 run: the throughput the receiver saw, over
+// how many seconds and bytes, and the CPU seconds client and server used.
+type iperfResult struct {
+	BitsPerSecond, Seconds, Bytes, CPU float64
+}
+
+// runIperf runs one iperf3 client in ns against the server. iperf3 takes
+// whole seconds.
+func runIperf(ctx context.Context, bin string, ns netns.NsHandle, to netip.Addr, d time.Duration) (iperfResult, error) {
 	whole := int(math.Ceil(d.Seconds()))
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(whole)*time.Second+15*time.Second)
 	defer cancel()
@@ -100,19 +111,20 @@ func runIperf(ctx context.Context, bin string, ns netns.NsHandle, to netip.Addr,
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := startIn(ns, cmd); err != nil {
-		return 0, 0, fmt.Errorf("start iperf3 client: %w", err)
+		return iperfResult{}, fmt.Errorf("start iperf3 client: %w", err)
 	}
 	werr := cmd.Wait()
 	var rep iperfReport
 	if err := json.Unmarshal([]byte(stdout.String()), &rep); err != nil {
-		return 0, 0, fmt.Errorf("iperf3 client: %w (exit: %v; stderr: %s)", err, werr, strings.TrimSpace(stderr.String()))
+		return iperfResult{}, fmt.Errorf("iperf3 client: %w (exit: %v; stderr: %s)", err, werr, strings.TrimSpace(stderr.String()))
 	}
 	if rep.Error != "" || werr != nil {
-		return 0, 0, fmt.Errorf("iperf3 client: %s (exit: %v)", rep.Error, werr)
+		return iperfResult{}, fmt.Errorf("iperf3 client: %s (exit: %v)", rep.Error, werr)
 	}
 	sum := rep.End.SumReceived
 	if sum.BitsPerSecond <= 0 || sum.Seconds <= 0 {
-		return 0, 0, fmt.Errorf("iperf3 client: no throughput reported")
+		return iperfResult{}, fmt.Errorf("iperf3 client: no throughput reported")
 	}
-	return sum.BitsPerSecond, sum.Seconds, nil
+	cpu := (rep.End.CPU.HostTotal + rep.End.CPU.RemoteTotal) / 100 * sum.Seconds
+	return iperfResult{BitsPerSecond: sum.BitsPerSecond, Seconds: sum.Seconds, Bytes: sum.Bytes, CPU: cpu}, nil
 }

@@ -50,6 +50,19 @@ type loadResult struct {
 	Ops     int64   `json:"ops"`
 	Seconds float64 `json:"seconds"`
 	Errors  int64   `json:"errors"`
+	// CPU is the CPU time, user and system, that the client used during
+	// the loop, in seconds. Softirq work done in its context (the sending
+	// side of the forwarding path) is included.
+	CPU float64 `json:"cpu_seconds"`
+}
+
+// cpuSeconds is this process's user and system CPU time so far.
+func cpuSeconds() float64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 // rate is operations per second.
@@ -106,7 +119,8 @@ func loadgenMain(args []string) int {
 }
 
 // serve echoes on every port until stdin closes (the parent went away) or
-// serverLifetime passes. It prints "ready" once all ports listen.
+// serverLifetime passes. It prints "ready" once all ports listen, and
+// answers each "cpu" line on stdin with the CPU seconds it has used.
 func serve(ports string) error {
 	var fds []int
 	for _, p := range strings.Split(ports, ",") {
@@ -126,8 +140,13 @@ func serve(ports string) error {
 	fmt.Println("ready")
 	done := make(chan struct{})
 	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		close(done)
+		defer close(done)
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if sc.Text() == "cpu" {
+				fmt.Println(cpuSeconds())
+			}
+		}
 	}()
 	select {
 	case <-done:
@@ -200,6 +219,7 @@ func requestResponse(to netip.AddrPort, d time.Duration) (loadResult, error) {
 	defer unix.Close(fd)
 	b := []byte{'x'}
 	var r loadResult
+	cpu0 := cpuSeconds()
 	start := time.Now()
 	end := start.Add(d)
 	for r.Ops < maxOps {
@@ -215,6 +235,7 @@ func requestResponse(to netip.AddrPort, d time.Duration) (loadResult, error) {
 		}
 	}
 	r.Seconds = time.Since(start).Seconds()
+	r.CPU = cpuSeconds() - cpu0
 	return r, nil
 }
 
@@ -223,6 +244,7 @@ func requestResponse(to netip.AddrPort, d time.Duration) (loadResult, error) {
 func connectRequestClose(to netip.AddrPort, d time.Duration) (loadResult, error) {
 	b := []byte{'x'}
 	var r loadResult
+	cpu0 := cpuSeconds()
 	start := time.Now()
 	end := start.Add(d)
 	one := func() error {
@@ -253,6 +275,7 @@ func connectRequestClose(to netip.AddrPort, d time.Duration) (loadResult, error)
 		}
 	}
 	r.Seconds = time.Since(start).Seconds()
+	r.CPU = cpuSeconds() - cpu0
 	return r, nil
 }
 
@@ -338,6 +361,8 @@ func loadgenEnv() []string { return append(os.Environ(), "GODEBUG=asyncpreemptof
 type echoServer struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
+	// lines carries the server's output after "ready".
+	lines chan string
 }
 
 // startEchoServer starts an echo server on ports inside ns and waits until
@@ -365,15 +390,22 @@ func startEchoServer(ns netns.NsHandle, ports ...uint16) (*echoServer, error) {
 	if err := startIn(ns, cmd); err != nil {
 		return nil, fmt.Errorf("start echo server: %w", err)
 	}
-	s := &echoServer{cmd: cmd, stdin: stdin}
+	s := &echoServer{cmd: cmd, stdin: stdin, lines: make(chan string, 1)}
 	ready := make(chan error, 1)
 	go func() {
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		if err == nil && strings.TrimSpace(line) != "ready" {
-			err = fmt.Errorf("unexpected output %q", line)
+		defer close(s.lines)
+		sc := bufio.NewScanner(stdout)
+		if !sc.Scan() || sc.Text() != "ready" {
+			ready <- fmt.Errorf("unexpected output %q (%v)", sc.Text(), sc.Err())
+			return
 		}
-		ready <- err
-		io.Copy(io.Discard, stdout)
+		ready <- nil
+		for sc.Scan() {
+			select {
+			case s.lines <- sc.Text():
+			default: // nobody asked; drop it
+			}
+		}
 	}()
 	select {
 	case err = <-ready:
@@ -385,6 +417,23 @@ func startEchoServer(ns netns.NsHandle, ports ...uint16) (*echoServer, error) {
 		return nil, fmt.Errorf("echo server: %w", err)
 	}
 	return s, nil
+}
+
+// CPU returns the CPU seconds, user and system, that the server has used
+// so far, softirq work in its context (the receiving side) included.
+func (s *echoServer) CPU() (float64, error) {
+	if _, err := io.WriteString(s.stdin, "cpu\n"); err != nil {
+		return 0, fmt.Errorf("echo server cpu: %w", err)
+	}
+	select {
+	case line, ok := <-s.lines:
+		if !ok {
+			return 0, errors.New("echo server cpu: server exited")
+		}
+		return strconv.ParseFloat(line, 64)
+	case <-time.After(5 * time.Second):
+		return 0, errors.New("echo server cpu: no answer in 5s")
+	}
 }
 
 // Stop closes the server's stdin, which makes it exit, and kills it if it

@@ -103,6 +103,19 @@ func (m measure) header() string {
 	return string(m)
 }
 
+// costHeader is the title of the measure's CPU cost column.
+func (m measure) costHeader() string {
+	switch m {
+	case measureThroughput:
+		return "throughput CPU ms/GB"
+	case measureRR:
+		return "RR CPU µs/trans"
+	case measureCRR:
+		return "CRR CPU µs/conn"
+	}
+	return string(m)
+}
+
 // options configures a run.
 type options struct {
 	duration time.Duration

@@ -108,10 +108,15 @@ func TestRatiosPairRounds(t *testing.T) {
 	r.values[variant{cfg: cfgPlain}][measureRR] = []float64{100, 50}
 	r.values[variant{cfgRampart, 10}][measureRR] = []float64{95, 47.5}
 	r.values[variant{cfgRampart, 10000}][measureRR] = []float64{90, 46}
-	if got := summarize(r.ratios(variant{cfgRampart, 10}, measureRR)); got.lo != 0.95 || got.hi != 0.95 {
-		t.Errorf("b/a at N=10 = %+v, want 0.95 in both rounds", got)
+	r.cost[variant{cfg: cfgPlain}][measureRR] = []float64{10e-6, 20e-6}
+	r.cost[variant{cfgRampart, 10}][measureRR] = []float64{12.5e-6, 25e-6}
+	if got := summarize(r.ratios(seriesRate, variant{cfgRampart, 10}, measureRR)); got.lo != 0.95 || got.hi != 0.95 {
+		t.Errorf("rate b/a at N=10 = %+v, want 0.95 in both rounds", got)
 	}
-	f, ok := r.flatness(measureRR)
+	if got := summarize(r.ratios(seriesCPU, variant{cfgRampart, 10}, measureRR)); got.lo != 0.8 || got.hi != 0.8 {
+		t.Errorf("CPU b/a at N=10 = %+v, want 0.8 (a's cost over b's) in both rounds", got)
+	}
+	f, ok := r.flatness(seriesRate, measureRR)
 	if !ok || f.flat || f.overlap {
 		t.Errorf("flatness = %+v, %v; want a change of about -4%%, not flat, disjoint", f, ok)
 	}

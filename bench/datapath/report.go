@@ -42,6 +42,13 @@ type report struct {
 	// values[v][m] holds one value per round, in round order; throughput
 	// is in bit/s, the others per second.
 	values map[variant]map[measure][]float64
+	// cost[v][m] holds, per round, the CPU seconds per operation (per
+	// transaction, per connection, per GB) of the client, the server and
+	// this process (which drains flow events in b).
+	cost map[variant]map[measure][]float64
+	// selfCost[v][m] is the part of cost[v][m] used by this process,
+	// which in b is mostly the flow event reader.
+	selfCost map[variant]map[measure][]float64
 	// bpf[v][m] holds, per round, what the attached programs cost during
 	// a measure (-bpf-stats only).
 	bpf map[variant]map[measure][]bpfSample
@@ -62,11 +69,15 @@ func newReport(o options, variants []variant) *report {
 		opts:     o,
 		variants: variants,
 		values:   make(map[variant]map[measure][]float64),
+		cost:     make(map[variant]map[measure][]float64),
+		selfCost: make(map[variant]map[measure][]float64),
 		bpf:      make(map[variant]map[measure][]bpfSample),
 		progCost: make(map[string]map[int][]float64),
 	}
 	for _, v := range variants {
 		r.values[v] = make(map[measure][]float64)
+		r.cost[v] = make(map[measure][]float64)
+		r.selfCost[v] = make(map[measure][]float64)
 		r.bpf[v] = make(map[measure][]bpfSample)
 	}
 	return r
@@ -124,13 +135,37 @@ func summarize(xs []float64) summary {
 // spread is the range relative to the median.
 func (s summary) spread() float64 { return (s.hi - s.lo) / s.med }
 
-// ratios divides v's value by (a)'s value of the same round, which cancels
-// machine-wide drift that affects both alike.
-func (r *report) ratios(v variant, m measure) []float64 {
-	num, den := r.values[v][m], r.values[variant{cfg: cfgPlain}][m]
+// series selects the numbers that a ratio compares.
+type series int
+
+const (
+	// seriesRate compares what the measure achieved per second.
+	seriesRate series = iota
+	// seriesCPU compares CPU time per operation, which a busy machine
+	// disturbs far less than rates: other load takes CPU away from the
+	// benchmark but does not add to the CPU time of its operations.
+	seriesCPU
+)
+
+func (s series) String() string {
+	if s == seriesCPU {
+		return "CPU"
+	}
+	return "rate"
+}
+
+// ratios compares v with (a) round by round, which cancels machine-wide
+// drift that affects both alike: v's rate over a's, or a's CPU cost over
+// v's. Either way 1 means no overhead and less is worse.
+func (r *report) ratios(s series, v variant, m measure) []float64 {
+	base := variant{cfg: cfgPlain}
+	num, den := r.values[v][m], r.values[base][m]
+	if s == seriesCPU {
+		num, den = r.cost[base][m], r.cost[v][m]
+	}
 	var out []float64
 	for i := range min(len(num), len(den)) {
-		if den[i] > 0 {
+		if den[i] > 0 && num[i] > 0 {
 			out = append(out, num[i]/den[i])
 		}
 	}
@@ -159,6 +194,17 @@ func formatValue(m measure, s summary) string {
 	return str
 }
 
+func formatCost(m measure, s summary) string {
+	if s.n == 0 {
+		return "-"
+	}
+	f, k := "%.1f [%.1f-%.1f]", 1e6 // µs per transaction or connection
+	if m == measureThroughput {
+		f, k = "%.0f [%.0f-%.0f]", 1e3 // ms per GB
+	}
+	return fmt.Sprintf(f, k*s.med, k*s.lo, k*s.hi)
+}
+
 func formatRatio(s summary) string {
 	if s.n == 0 {
 		return "-"
@@ -175,14 +221,14 @@ type flatness struct {
 	overlap bool
 }
 
-func (r *report) flatness(m measure) (flatness, bool) {
+func (r *report) flatness(s series, m measure) (flatness, bool) {
 	ns := r.opts.ns
 	if !r.opts.has(cfgRampart) || len(ns) < 2 {
 		return flatness{}, false
 	}
 	f := flatness{
-		from: summarize(r.ratios(variant{cfgRampart, ns[0]}, m)),
-		to:   summarize(r.ratios(variant{cfgRampart, ns[len(ns)-1]}, m)),
+		from: summarize(r.ratios(s, variant{cfgRampart, ns[0]}, m)),
+		to:   summarize(r.ratios(s, variant{cfgRampart, ns[len(ns)-1]}, m)),
 	}
 	if f.from.n == 0 || f.to.n == 0 {
 		return flatness{}, false
@@ -237,56 +283,96 @@ func (r *report) print(w io.Writer) {
 	}
 	tw.Flush()
 
-	if len(r.variants) > 1 {
-		fmt.Fprintln(w, "\nRatio to a: median of per-round ratios [min-max]")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		hdr = []string{"ratio", "N"}
+	fmt.Fprintln(w, "\nCPU per operation: median [min-max] of client + server + this process; in brackets after b, this process's part (b's flow event reader)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	hdr = []string{"config", "N"}
+	for _, m := range o.measures {
+		hdr = append(hdr, m.costHeader())
+	}
+	fmt.Fprintln(tw, strings.Join(hdr, "\t"))
+	for _, v := range r.variants {
+		n := "-"
+		if v.n > 0 {
+			n = fmt.Sprint(v.n)
+		}
+		row := []string{string(v.cfg), n}
 		for _, m := range o.measures {
-			hdr = append(hdr, string(m))
-		}
-		fmt.Fprintln(tw, strings.Join(hdr, "\t"))
-		for _, v := range r.variants[1:] {
-			row := []string{string(v.cfg) + "/a", fmt.Sprint(v.n)}
-			for _, m := range o.measures {
-				row = append(row, formatRatio(summarize(r.ratios(v, m))))
+			c := formatCost(m, summarize(r.cost[v][m]))
+			if v.cfg == cfgRampart {
+				if self := summarize(r.selfCost[v][m]); self.n > 0 {
+					k, f := 1e6, " (reader %.1f)"
+					if m == measureThroughput {
+						k, f = 1e3, " (reader %.0f)"
+					}
+					c += fmt.Sprintf(f, k*self.med)
+				}
 			}
-			fmt.Fprintln(tw, strings.Join(row, "\t"))
+			row = append(row, c)
 		}
-		tw.Flush()
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	tw.Flush()
+
+	if len(r.variants) > 1 {
+		for _, s := range []series{seriesRate, seriesCPU} {
+			if s == seriesRate {
+				fmt.Fprintln(w, "\nRate ratio X/a: median of per-round ratios [min-max]")
+			} else {
+				fmt.Fprintln(w, "\nCPU ratio X/a = a's CPU per operation / X's: median of per-round ratios [min-max]")
+			}
+			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			hdr = []string{"ratio", "N"}
+			for _, m := range o.measures {
+				hdr = append(hdr, string(m))
+			}
+			fmt.Fprintln(tw, strings.Join(hdr, "\t"))
+			for _, v := range r.variants[1:] {
+				row := []string{string(v.cfg) + "/a", fmt.Sprint(v.n)}
+				for _, m := range o.measures {
+					row = append(row, formatRatio(summarize(r.ratios(s, v, m))))
+				}
+				fmt.Fprintln(tw, strings.Join(row, "\t"))
+			}
+			tw.Flush()
+		}
 	}
 
 	if o.has(cfgRampart) && len(o.ns) >= 2 {
 		fmt.Fprintf(w, "\nb/a from N=%d to N=%d (flat: within ±%.0f%%)\n", o.ns[0], o.ns[len(o.ns)-1], 100*o.flatTolerance)
 		for _, m := range o.measures {
-			f, ok := r.flatness(m)
-			if !ok {
-				continue
+			for _, s := range []series{seriesRate, seriesCPU} {
+				f, ok := r.flatness(s, m)
+				if !ok {
+					continue
+				}
+				verdict := "flat"
+				if !f.flat {
+					verdict = "NOT flat"
+				}
+				if f.overlap {
+					verdict += ", ranges overlap"
+				} else {
+					verdict += ", ranges disjoint"
+				}
+				fmt.Fprintf(w, "  %-10s %-4v  %.3f -> %.3f  (%+.1f%%)  %s\n", m, s, f.from.med, f.to.med, 100*f.change, verdict)
 			}
-			verdict := "flat"
-			if !f.flat {
-				verdict = "NOT flat"
-			}
-			if f.overlap {
-				verdict += ", ranges overlap"
-			} else {
-				verdict += ", ranges disjoint"
-			}
-			fmt.Fprintf(w, "  %-10s  %.3f -> %.3f  (%+.1f%%)  %s\n", m, f.from.med, f.to.med, 100*f.change, verdict)
 		}
 	}
 	if o.has(cfgRampart) {
 		fmt.Fprintf(w, "\nGoal b/a >= %.2f (median):\n", goalRatio)
 		for _, m := range o.measures {
-			var parts []string
-			for _, n := range o.ns {
-				s := summarize(r.ratios(variant{cfgRampart, n}, m))
-				mark := "met"
-				if !(s.med >= goalRatio) {
-					mark = "MISSED"
+			for _, s := range []series{seriesRate, seriesCPU} {
+				var parts []string
+				for _, n := range o.ns {
+					sum := summarize(r.ratios(s, variant{cfgRampart, n}, m))
+					mark := "met"
+					if !(sum.med >= goalRatio) {
+						mark = "MISSED"
+					}
+					parts = append(parts, fmt.Sprintf("N=%d %.3f %s", n, sum.med, mark))
 				}
-				parts = append(parts, fmt.Sprintf("N=%d %.3f %s", n, s.med, mark))
+				fmt.Fprintf(w, "  %-10s %-4v  %s\n", m, s, strings.Join(parts, "; "))
 			}
-			fmt.Fprintf(w, "  %-10s  %s\n", m, strings.Join(parts, "; "))
 		}
 	}
 	r.printProgCost(w)

@@ -154,11 +154,13 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 				if err := ctx.Err(); err != nil {
 					return nil, err
 				}
-				x, bs, err := b.measure(ctx, s, m)
+				x, cost, selfCost, bs, err := b.measure(ctx, s, m)
 				if err != nil {
 					return nil, fmt.Errorf("round %d, %v, %s: %w", round+1, s.v, m, err)
 				}
 				rep.values[s.v][m] = append(rep.values[s.v][m], x)
+				rep.cost[s.v][m] = append(rep.cost[s.v][m], cost)
+				rep.selfCost[s.v][m] = append(rep.selfCost[s.v][m], selfCost)
 				if bs != nil {
 					rep.bpf[s.v][m] = append(rep.bpf[s.v][m], *bs)
 				}
@@ -281,40 +283,56 @@ func (b *bench) tearDown(s *setup) error {
 	return errors.Join(errs...)
 }
 
-// measure takes measure m once on s. For (b) with -bpf-stats it also
-// returns what the programs cost meanwhile.
-func (b *bench) measure(ctx context.Context, s *setup, m measure) (float64, *bpfSample, error) {
+// measure takes measure m once on s and returns the rate, the CPU seconds
+// per operation, and the part of those used by this process. For (b) with
+// -bpf-stats it also returns what the programs cost meanwhile.
+func (b *bench) measure(ctx context.Context, s *setup, m measure) (rate, cost, selfCost float64, _ *bpfSample, err error) {
 	var before bpfSample
 	var stats bool
 	if s.att != nil {
-		var err error
 		if before, stats, err = b.rp.ProgramStats(s.att); err != nil {
-			return 0, nil, err
+			return 0, 0, 0, nil, err
 		}
 	}
-	var (
-		x, secs float64
-		ops     int64
-		err     error
-	)
+	self0 := cpuSeconds()
+	var secs, cpu, ops float64
 	switch m {
 	case measureThroughput:
-		x, secs, err = runIperf(ctx, b.iperf, s.t.client, serverAddr, b.o.duration)
+		var r iperfResult
+		if r, err = runIperf(ctx, b.iperf, s.t.client, serverAddr, b.o.duration); err != nil {
+			return 0, 0, 0, nil, err
+		}
+		rate, secs, cpu, ops = r.BitsPerSecond, r.Seconds, r.CPU, r.Bytes/1e9
 	case measureRR, measureCRR:
-		var r loadResult
-		r, err = runClient(ctx, s.t.client, string(m), netip.AddrPortFrom(serverAddr, echoPort), b.o.duration)
-		x, secs, ops = r.rate(), r.Seconds, r.Ops
+		srv0, err := s.echo.CPU()
+		if err != nil {
+			return 0, 0, 0, nil, err
+		}
+		r, err := runClient(ctx, s.t.client, string(m), netip.AddrPortFrom(serverAddr, echoPort), b.o.duration)
+		if err != nil {
+			return 0, 0, 0, nil, err
+		}
+		srv1, err := s.echo.CPU()
+		if err != nil {
+			return 0, 0, 0, nil, err
+		}
+		rate, secs, cpu, ops = r.rate(), r.Seconds, r.CPU+srv1-srv0, float64(r.Ops)
 	}
-	if err != nil || !stats {
-		return x, nil, err
+	self := cpuSeconds() - self0
+	cost, selfCost = (cpu+self)/ops, self/ops
+	if !stats {
+		return rate, cost, selfCost, nil, nil
 	}
 	after, _, err := b.rp.ProgramStats(s.att)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, 0, nil, err
 	}
 	bs := after.sub(before)
-	bs.Seconds, bs.Ops = secs, ops
-	return x, &bs, nil
+	bs.Seconds = secs
+	if m != measureThroughput {
+		bs.Ops = int64(ops)
+	}
+	return rate, cost, selfCost, &bs, nil
 }
 
 // progCostReps is how many times the program cost is measured per N.
