@@ -76,6 +76,7 @@ func hardenedSpec() corev1.PodSpec {
 			Image: "registry.example.com/shop/api:1.4.2@sha256:3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f",
 			Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{
 				corev1.ResourceCPU: mustQuantity("500m"), corev1.ResourceMemory: mustQuantity("256Mi"),
+				corev1.ResourceEphemeralStorage: mustQuantity("1Gi"),
 			}},
 			SecurityContext: &corev1.SecurityContext{
 				AllowPrivilegeEscalation: ptr.To(false),

@@ -171,6 +171,18 @@ func TestReview(t *testing.T) {
 			want: want{allowed: true, noWarn: true},
 		},
 		{
+			name: "level rampart admits a hardened pod",
+			body: mustReview(t, admissionv1.Create, newPod("strict", "ok"), nil),
+			want: want{allowed: true, noWarn: true},
+		},
+		{
+			name: "level rampart denies a missing ephemeral-storage limit that restricted allows",
+			body: mustReview(t, admissionv1.Create, newPod("strict", "disk", func(s *corev1.PodSpec) {
+				delete(s.Containers[0].Resources.Limits, corev1.ResourceEphemeralStorage)
+			}), nil),
+			want: want{code: 403, msg: []string{"rampart:ephemeral-storage-limit"}},
+		},
+		{
 			name: "level rampart denies a mutable image that restricted allows",
 			body: mustReview(t, admissionv1.Create, newPod("strict", "latest", func(s *corev1.PodSpec) { s.Containers[0].Image = "nginx:latest" }), nil),
 			want: want{code: 403, msg: []string{"rampart:image-mutable-tag"}},
