@@ -142,8 +142,9 @@ const (
 	// seriesRate compares what the measure achieved per second.
 	seriesRate series = iota
 	// seriesCPU compares CPU time per operation, which a busy machine
-	// disturbs far less than rates: other load takes CPU away from the
-	// benchmark but does not add to the CPU time of its operations.
+	// disturbs less than rates: other load takes CPU away from the
+	// benchmark, but adds to the CPU time of its operations only through
+	// caches and contention.
 	seriesCPU
 )
 
