@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -35,6 +36,28 @@ var benign = map[string]bool{
 	"simple token is not cryptographically signed": true,
 }
 
+// transient are etcd messages that a freshly bootstrapped member logs
+// while its first raft term is not yet on disk: its storage-version
+// monitor cannot read the schema version "yet" and retries. They say
+// nothing about the store's health, so with that error they go to debug
+// level too.
+var transient = map[string]bool{
+	"Failed to detect schema version":  true,
+	"failed to update storage version": true,
+}
+
+func isTransient(msg string, fields []zapcore.Field) bool {
+	if !transient[msg] {
+		return false
+	}
+	for _, f := range fields {
+		if err, ok := f.Interface.(error); ok && strings.Contains(err.Error(), "missing term information") {
+			return true
+		}
+	}
+	return false
+}
+
 // slogCore is a zapcore.Core that writes through log/slog.
 type slogCore struct {
 	l        *slog.Logger
@@ -58,7 +81,7 @@ func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	level := slog.LevelWarn
 	switch {
-	case c.stopping.Load() || benign[e.Message]:
+	case c.stopping.Load() || benign[e.Message] || isTransient(e.Message, fields):
 		level = slog.LevelDebug
 	case e.Level >= zapcore.ErrorLevel:
 		level = slog.LevelError
