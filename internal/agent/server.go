@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -144,7 +145,9 @@ func (n *Node) commit(w http.ResponseWriter, r *http.Request, objs []*resource.O
 	for _, o := range objs {
 		resp.Applied = append(resp.Applied, o.Ref()+" "+verb)
 	}
-	if err := n.reconcile(ctx); err != nil {
+	// The store has changed: finish programming the datapath even if the
+	// client goes away.
+	if err := n.reconcile(context.WithoutCancel(ctx)); err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Errorf("stored, but programming the datapath failed: %w", err))
 		return
 	}
