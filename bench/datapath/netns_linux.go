@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,36 +8,12 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/rampartsec/rampart/internal/netnsexec"
 )
 
-// inNetns runs fn on an OS thread switched into ns. It uses a goroutine of
-// its own so that a failure to switch back strands only that thread, which
-// Go then discards instead of reusing it in the wrong namespace. Sockets
-// created and processes started by fn belong to ns.
-func inNetns(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave netns: %w", err))
-			return // the thread stays locked and dies with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// inNetns runs fn on a thread switched into ns.
+func inNetns(ns netns.NsHandle, fn func() error) error { return netnsexec.Do(ns, fn) }
 
 // newNetns creates an anonymous network namespace. It lives as long as the
 // returned handle or a process inside it, so nothing is left behind in

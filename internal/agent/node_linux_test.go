@@ -14,17 +14,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/rampartsec/rampart/internal/agent"
 	"github.com/rampartsec/rampart/internal/api"
+	"github.com/rampartsec/rampart/internal/netnsexec"
 )
 
 // TestMain lets the test binary double as the workloads the node runs:
@@ -232,30 +229,13 @@ func (n *testNode) run(name, ns string, labels map[string]string, workload strin
 	return *ep
 }
 
-// inNetNS runs fn with the calling goroutine's thread in the network
-// namespace of endpoint ep.
+// inNetNS runs fn with the calling goroutine's work on a thread in the
+// network namespace at nsPath.
 func inNetNS(t *testing.T, nsPath string, fn func()) {
 	t.Helper()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		runtime.LockOSThread()
-		// The thread is not unlocked: it goes away with the goroutine
-		// rather than return to the pool in the wrong namespace.
-		target, err := netns.GetFromPath(nsPath)
-		if err != nil {
-			t.Errorf("open netns %s: %v", nsPath, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			t.Errorf("enter netns: %v", err)
-			return
-		}
-		fn()
-	}()
-	wg.Wait()
+	if err := netnsexec.DoPath(nsPath, func() error { fn(); return nil }); err != nil {
+		t.Errorf("%v", err)
+	}
 }
 
 // probe reports whether proto traffic from inside nsPath reaches addr:port

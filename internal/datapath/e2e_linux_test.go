@@ -22,35 +22,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rampartsec/rampart/internal/datapath"
+	"github.com/rampartsec/rampart/internal/netnsexec"
 )
 
-// inNetns runs fn on a thread switched into ns. It uses a goroutine of its
-// own so that a failure to switch back strands only that thread, which Go
-// then discards instead of reusing it in the wrong namespace.
-func inNetns(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err)
-			return // thread stays locked and is destroyed with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+func inNetns(ns netns.NsHandle, fn func() error) error { return netnsexec.Do(ns, fn) }
 
 // newNetns creates an anonymous network namespace that disappears when
 // the test's handle and everything inside it are gone.

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rampartsec/rampart/internal/endpoint"
+	"github.com/rampartsec/rampart/internal/netnsexec"
 )
 
 // The test binary plays three roles, chosen by helperEnv: the tests, a
@@ -412,30 +413,7 @@ func inNS(path string, fn func() error) error {
 	return inHandle(ns, fn)
 }
 
-func inHandle(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err)
-			return // the locked thread is discarded
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+func inHandle(ns netns.NsHandle, fn func() error) error { return netnsexec.Do(ns, fn) }
 
 // tcpPing connects from the namespace at from to dst and returns the
 // peer address the server saw.

@@ -12,6 +12,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/rampartsec/rampart/internal/netnsexec"
 )
 
 // podIfName is the endpoint's interface inside its namespace.
@@ -199,7 +201,7 @@ func setupPod(nsPath string, hostMAC net.HardwareAddr, ep *Endpoint) error {
 	if ep.IPv6.IsValid() {
 		// The namespace's own view of its interface: no router
 		// advertisements (it has a static default route).
-		if err := inNetNS(nsPath, func() error {
+		if err := netnsexec.DoPath(nsPath, func() error {
 			return writeSysctl("ipv6/conf/"+podIfName+"/accept_ra", "0")
 		}); err != nil {
 			return err

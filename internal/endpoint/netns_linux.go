@@ -112,40 +112,6 @@ func statNS(path string) (nsID, error) {
 	return nsID{dev: st.Dev, ino: st.Ino}, nil
 }
 
-// inNetNS runs fn on an OS thread switched into the namespace at path.
-// The goroutine is its own, so a failure to switch back strands only that
-// thread, which the runtime then discards instead of reusing it in the
-// wrong namespace. Anything fn forks inherits the namespace.
-func inNetNS(path string, fn func() error) error {
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("return to the host namespace: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // listNetNS returns the paths under dir whose names start with prefix.
 func listNetNS(dir, prefix string) ([]string, error) {
 	ents, err := os.ReadDir(dir)

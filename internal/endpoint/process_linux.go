@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rampartsec/rampart/internal/netnsexec"
 )
 
 // proc is a process the Manager watches: its own child (cmd set), or a
@@ -102,7 +104,7 @@ func startProcess(nsPath string, c Command, logPath string) (*proc, Process, err
 		Stderr:      log,
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
-	if err := inNetNS(nsPath, cmd.Start); err != nil {
+	if err := netnsexec.DoPath(nsPath, cmd.Start); err != nil {
 		return nil, Process{}, fmt.Errorf("start %s: %w", c.Args[0], err)
 	}
 	started := time.Now()
