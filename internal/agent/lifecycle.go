@@ -8,6 +8,7 @@ import (
 	"github.com/rampartsec/rampart/internal/api"
 	"github.com/rampartsec/rampart/internal/datapath"
 	"github.com/rampartsec/rampart/internal/endpoint"
+	"github.com/rampartsec/rampart/internal/policy"
 )
 
 // restore re-adopts the endpoints of a previous run, rewrites the datapath
@@ -147,7 +148,7 @@ func (n *Node) flowRecord(f datapath.Flow) api.Flow {
 	fl := api.Flow{
 		Time:      f.Time,
 		Direction: f.Direction.String(),
-		Protocol:  protoName(f.Proto),
+		Protocol:  policy.Protocol(f.Proto).String(),
 		Source:    api.FlowPeer{Addr: f.Src.String(), Port: f.SrcPort, Identity: uint32(f.SrcIdentity), Name: n.state.peerName(f.SrcIdentity, f.Src)},
 		Dest:      api.FlowPeer{Addr: f.Dst.String(), Port: f.DstPort, Identity: uint32(f.DstIdentity), Name: n.state.peerName(f.DstIdentity, f.Dst)},
 		Bytes:     f.Length,
@@ -174,18 +175,3 @@ func (n *Node) flowRecord(f datapath.Flow) api.Flow {
 	return fl
 }
 
-func protoName(p uint8) string {
-	switch p {
-	case 1:
-		return "ICMP"
-	case 6:
-		return "TCP"
-	case 17:
-		return "UDP"
-	case 58:
-		return "ICMPv6"
-	case 132:
-		return "SCTP"
-	}
-	return fmt.Sprintf("proto-%d", p)
-}
