@@ -174,4 +174,3 @@ func (n *Node) flowRecord(f datapath.Flow) api.Flow {
 	}
 	return fl
 }
-
