@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// HBONE framing: a tunnel is one HTTP/2 stream opened with
+//
+//	:method CONNECT
+//	:authority <original destination IP>:<port>   ("[v6]:port" for IPv6)
+//
+// on a TLS 1.3 connection with ALPN "h2" from the source workload's proxy
+// to the destination workload's port 15008, both sides presenting their
+// workload's certificate. The answer 200 opens the stream for the
+// application's bytes in both directions (DATA frames); END_STREAM is the
+// half-close of a direction. Any other status refuses the connection.
+// This is the framing of Istio ambient's ztunnel, so the two interoperate
+// at the wire level given a shared trust root.
+
+// parseAuthority parses a CONNECT authority into the application address
+// the tunnel should reach. It accepts exactly "IPv4:port" and
+// "[IPv6]:port" with a port from 1 to 65535, no zone, no host names and no
+// leading zeros, so that one destination has exactly one spelling and
+// policy cannot be dodged by writing it differently.
+func parseAuthority(s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("authority %q: %w", s, err)
+	}
+	a := ap.Addr()
+	switch {
+	case a.Zone() != "":
+		return netip.AddrPort{}, fmt.Errorf("authority %q: zoned address", s)
+	case a.Is4In6():
+		return netip.AddrPort{}, fmt.Errorf("authority %q: IPv4-mapped IPv6 address", s)
+	case a.IsUnspecified() || a.IsMulticast():
+		return netip.AddrPort{}, fmt.Errorf("authority %q: not a unicast address", s)
+	case ap.Port() == 0:
+		return netip.AddrPort{}, fmt.Errorf("authority %q: port 0", s)
+	}
+	if ap.String() != s {
+		return netip.AddrPort{}, fmt.Errorf("authority %q: not in canonical form %q", s, ap.String())
+	}
+	return ap, nil
+}
+
+// pool holds the HTTP/2 connections of the outbound side, one or more per
+// (source workload, destination workload, destination address), each
+// carrying many tunnels as Istio's ztunnel does: a new TLS handshake only
+// when no pooled connection can take another stream.
+type pool struct {
+	p       *Proxy
+	mu      sync.Mutex
+	entries map[poolKey]*poolEntry
+}
+
+type poolKey struct {
+	src string     // source workload key
+	dst string     // destination workload key and service account
+	ip  netip.Addr // destination address
+}
+
+type poolEntry struct {
+	mu    sync.Mutex // held while dialing, so one flood of flows dials once
+	conns []*h2conn
+}
+
+// h2conn is one pooled tunnel connection.
+type h2conn struct {
+	cc    *http2.ClientConn
+	tls   *tls.Conn
+	peer  string // the server's verified SPIFFE ID
+	local netip.AddrPort
+}
+
+func newPool(p *Proxy) *pool { return &pool{p: p, entries: map[poolKey]*poolEntry{}} }
+
+func (pl *pool) entry(k poolKey) *poolEntry {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	e := pl.entries[k]
+	if e == nil {
+		e = &poolEntry{}
+		pl.entries[k] = e
+	}
+	return e
+}
+
+// get returns a connection from src to dst at ip with one stream reserved
+// for the caller's next RoundTrip, dialing a new one if none has room.
+func (pl *pool) get(ctx context.Context, ws *workloadState, dst Workload, ip netip.Addr) (*h2conn, error) {
+	e := pl.entry(poolKey{ws.w.Key(), dst.Key() + "@" + dst.ServiceAccount, ip})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	live := e.conns[:0]
+	var found *h2conn
+	for _, c := range e.conns {
+		st := c.cc.State()
+		if st.Closed || st.Closing {
+			continue
+		}
+		live = append(live, c)
+		if found == nil && c.cc.ReserveNewRequest() {
+			found = c
+		}
+	}
+	clear(e.conns[len(live):])
+	e.conns = live
+	if found != nil {
+		return found, nil
+	}
+	c, err := pl.p.dialHBONE(ctx, ws, dst, ip)
+	if err != nil {
+		return nil, err
+	}
+	if !c.cc.ReserveNewRequest() {
+		c.cc.Close()
+		return nil, errors.New("new hbone connection cannot take a stream")
+	}
+	e.conns = append(e.conns, c)
+	return c, nil
+}
+
+// closeSource closes every pooled connection of a source workload.
+func (pl *pool) closeSource(src string) {
+	pl.mu.Lock()
+	var gone []*poolEntry
+	for k, e := range pl.entries {
+		if k.src == src {
+			gone = append(gone, e)
+			delete(pl.entries, k)
+		}
+	}
+	pl.mu.Unlock()
+	for _, e := range gone {
+		e.mu.Lock()
+		for _, c := range e.conns {
+			c.cc.Close()
+		}
+		e.conns = nil
+		e.mu.Unlock()
+	}
+}
+
+func (pl *pool) closeAll() {
+	pl.mu.Lock()
+	var srcs []string
+	for k := range pl.entries {
+		srcs = append(srcs, k.src)
+	}
+	pl.mu.Unlock()
+	for _, s := range srcs {
+		pl.closeSource(s)
+	}
+}
+
+// dialHBONE opens a new tunnel connection from ws to dst at ip: TCP from
+// inside ws's namespace with the proxy's mark, TLS 1.3 with ws's
+// certificate, ALPN h2, HTTP/2.
+func (p *Proxy) dialHBONE(ctx context.Context, ws *workloadState, dst Workload, ip netip.Addr) (*h2conn, error) {
+	cfg, err := clientTLS(p.cfg.Certificates, ws.w, dst)
+	if err != nil {
+		return nil, err
+	}
+	tcp, err := p.dial(ctx, ws, netip.AddrPortFrom(ip, p.cfg.Ports.HBONE))
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(tcp, cfg)
+	hctx, cancel := context.WithTimeout(ctx, p.cfg.HandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		tcp.Close()
+		return nil, &handshakeError{err}
+	}
+	st := tc.ConnectionState()
+	if st.NegotiatedProtocol != alpnHBONE {
+		tc.Close()
+		return nil, &handshakeError{fmt.Errorf("server negotiated ALPN %q, want %q", st.NegotiatedProtocol, alpnHBONE)}
+	}
+	if len(st.PeerCertificates) == 0 {
+		tc.Close()
+		return nil, &handshakeError{errors.New("server sent no certificate")}
+	}
+	peer, err := principalOf(st.PeerCertificates[0])
+	if err != nil {
+		tc.Close()
+		return nil, &handshakeError{err}
+	}
+	cc, err := p.h2t.NewClientConn(tc)
+	if err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("http/2 client: %w", err)
+	}
+	local, _ := netip.ParseAddrPort(tcp.LocalAddr().String())
+	return &h2conn{cc: cc, tls: tc, peer: peer, local: local}, nil
+}
+
+// handshakeError marks a failed tunnel handshake, which telemetry counts
+// apart from refusals.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return "hbone handshake: " + e.err.Error() }
+func (e *handshakeError) Unwrap() error { return e.err }
+
+// StatusError is a tunnel the destination's proxy refused: 403 for a
+// policy denial, 400 for a malformed request, 503 when the application
+// did not accept the connection.
+type StatusError struct{ Status int }
+
+func (e *StatusError) Error() string {
+	return "hbone connect refused: " + strconv.Itoa(e.Status) + " " + http.StatusText(e.Status)
+}
+
+// openTunnel opens a CONNECT stream from ws to the application address
+// dst of workload dw, retrying once on a fresh connection if the pooled
+// one turned out to be dead.
+func (p *Proxy) openTunnel(ctx context.Context, ws *workloadState, dw Workload, dst netip.AddrPort) (*tunnelConn, error) {
+	var lastErr error
+	for range 2 {
+		c, err := p.pool.get(ctx, ws, dw, dst.Addr())
+		if err != nil {
+			return nil, err
+		}
+		t, err := p.connect(ctx, ws, c, dst)
+		if err == nil {
+			return t, nil
+		}
+		var se *StatusError
+		if errors.As(err, &se) || ctx.Err() != nil {
+			return nil, err
+		}
+		if st := c.cc.State(); !st.Closed && !st.Closing {
+			return nil, err
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// connect sends the CONNECT request on c and waits for its answer.
+func (p *Proxy) connect(ctx context.Context, ws *workloadState, c *h2conn, dst netip.AddrPort) (*tunnelConn, error) {
+	pr, pw := io.Pipe()
+	// The stream lives as long as the workload, not as the caller's
+	// dial context; the dial context only bounds the wait for headers.
+	sctx, cancel := context.WithCancel(ws.ctx)
+	stop := context.AfterFunc(ctx, cancel)
+	timer := time.AfterFunc(p.cfg.HandshakeTimeout, cancel)
+	authority := dst.String()
+	req := (&http.Request{
+		Method:        http.MethodConnect,
+		URL:           &url.URL{Host: authority},
+		Host:          authority,
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        http.Header{},
+		Body:          pr,
+		ContentLength: -1,
+	}).WithContext(sctx)
+	resp, err := c.cc.RoundTrip(req)
+	timer.Stop()
+	stop()
+	if err != nil {
+		cancel()
+		pw.CloseWithError(err)
+		return nil, fmt.Errorf("hbone connect %s: %w", authority, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		cancel()
+		pw.CloseWithError(net.ErrClosed)
+		return nil, &StatusError{Status: resp.StatusCode}
+	}
+	return &tunnelConn{
+		body:   resp.Body,
+		pw:     pw,
+		cancel: cancel,
+		local:  net.TCPAddrFromAddrPort(c.local),
+		remote: net.TCPAddrFromAddrPort(dst),
+		peer:   c.peer,
+	}, nil
+}
+
+// tunnelConn is the client end of one HBONE stream as a net.Conn with
+// half-close. Deadlines are not supported.
+type tunnelConn struct {
+	body   io.ReadCloser
+	pw     *io.PipeWriter
+	cancel context.CancelFunc
+	local  net.Addr
+	remote net.Addr
+	peer   string
+	once   sync.Once
+}
+
+func (t *tunnelConn) Read(b []byte) (int, error)  { return t.body.Read(b) }
+func (t *tunnelConn) Write(b []byte) (int, error) { return t.pw.Write(b) }
+
+// CloseWrite ends the stream in the client-to-server direction
+// (END_STREAM); reading goes on.
+func (t *tunnelConn) CloseWrite() error { return t.pw.Close() }
+
+// Close aborts the stream unless both directions already ended.
+func (t *tunnelConn) Close() error {
+	t.once.Do(func() {
+		t.pw.CloseWithError(net.ErrClosed)
+		t.body.Close()
+		t.cancel()
+	})
+	return nil
+}
+
+func (t *tunnelConn) LocalAddr() net.Addr  { return t.local }
+func (t *tunnelConn) RemoteAddr() net.Addr { return t.remote }
+
+var errNoDeadline = errors.New("hbone streams do not support deadlines")
+
+func (t *tunnelConn) SetDeadline(time.Time) error      { return errNoDeadline }
+func (t *tunnelConn) SetReadDeadline(time.Time) error  { return errNoDeadline }
+func (t *tunnelConn) SetWriteDeadline(time.Time) error { return errNoDeadline }
+
+// streamWriter writes the server end of an HBONE stream, flushing every
+// write so that interactive protocols see their bytes at once.
+type streamWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (s streamWriter) Write(b []byte) (int, error) {
+	n, err := s.w.Write(b)
+	if err != nil {
+		return n, err
+	}
+	return n, s.rc.Flush()
+}

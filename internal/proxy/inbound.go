@@ -1,0 +1,332 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// handleHBONE serves one TLS connection accepted on the HBONE listener of
+// ws: the handshake (client certificate required and verified by the
+// Certificates hook), then HTTP/2 with one CONNECT stream per tunnel.
+func (p *Proxy) handleHBONE(ws *workloadState, c net.Conn) {
+	start := time.Now()
+	src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	fail := func(reason string, err error) {
+		p.log.Info("hbone connection refused", slog.String("workload", ws.w.Key()), slog.String("source", src.String()), slog.String("reason", reason), slog.Any("error", err))
+		p.finish(Record{
+			Kind: RecordConnection, Reporter: ReporterDestination, Transport: TransportHBONE,
+			SourceWorkload: p.sourceWorkload(src.Addr(), ""), DestinationWorkload: ws.w.Key(),
+			DestinationPrincipal: ws.w.Principal(p.cfg.TrustDomain), Source: src, Start: start,
+			Reason: reason, Error: err.Error(),
+		}, start)
+	}
+	cfg, err := serverTLS(p.cfg.Certificates, ws.w)
+	if err != nil {
+		fail("no usable server certificate", err)
+		return
+	}
+	tc := tls.Server(c, cfg)
+	hctx, cancel := context.WithTimeout(ws.ctx, p.cfg.HandshakeTimeout)
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		fail(reasonHandshake, err)
+		return
+	}
+	st := tc.ConnectionState()
+	if st.NegotiatedProtocol != alpnHBONE {
+		fail(reasonHandshake, fmt.Errorf("client negotiated ALPN %q, want %q", st.NegotiatedProtocol, alpnHBONE))
+		return
+	}
+	if len(st.PeerCertificates) == 0 {
+		// Unreachable with a config checkServer accepted; kept so that a
+		// future change there cannot admit an anonymous peer.
+		fail(reasonHandshake, fmt.Errorf("client sent no certificate"))
+		return
+	}
+	principal, err := principalOf(st.PeerCertificates[0])
+	if err != nil {
+		fail("peer has no SPIFFE ID", err)
+		return
+	}
+	h := &hboneHandler{p: p, ws: ws, src: src, principal: principal, sni: st.ServerName,
+		srcWorkload: p.sourceWorkload(src.Addr(), principal)}
+	p.h2s.ServeConn(tc, &http2.ServeConnOpts{Context: ws.ctx, Handler: h})
+}
+
+// sourceWorkload names the workload at ip for telemetry; with a principal
+// only if the workload's identity matches it, so a record never names a
+// workload the certificate does not vouch for.
+func (p *Proxy) sourceWorkload(ip netip.Addr, principal string) string {
+	w, _, err := p.resolveChecked(ip)
+	if err != nil || w.Name == "" {
+		return ""
+	}
+	if principal != "" && w.Principal(p.cfg.TrustDomain) != principal {
+		return ""
+	}
+	return w.Key()
+}
+
+// hboneHandler answers the CONNECT streams of one authenticated HBONE
+// connection.
+type hboneHandler struct {
+	p           *Proxy
+	ws          *workloadState
+	src         netip.AddrPort
+	principal   string
+	sni         string
+	srcWorkload string
+}
+
+// ServeHTTP checks, in order: the method is CONNECT; the authority is a
+// canonical address of this workload on a port that is not the proxy's;
+// AuthorizeConn allows; then, for L7 ports, answers 200 and serves HTTP
+// with per-request authorization, or else connects to the application and
+// answers 200 (503 if the application refuses) and copies bytes.
+func (h *hboneHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p, ws := h.p, h.ws
+	start := time.Now()
+	rec := Record{
+		Kind: RecordConnection, Reporter: ReporterDestination, Transport: TransportHBONE,
+		SourceWorkload: h.srcWorkload, DestinationWorkload: ws.w.Key(),
+		SourcePrincipal: h.principal, DestinationPrincipal: ws.w.Principal(p.cfg.TrustDomain),
+		Source: h.src, Start: start,
+	}
+	refuse := func(status int, reason string) {
+		rec.Status = status
+		if rec.Reason == "" {
+			rec.Reason = reason
+		}
+		w.WriteHeader(status)
+		p.log.Info("hbone stream refused", slog.String("workload", ws.w.Key()), slog.String("principal", h.principal),
+			slog.String("source", h.src.String()), slog.String("destination", rec.Destination.String()),
+			slog.Int("status", status), slog.String("policy", rec.Policy), slog.String("reason", rec.Reason))
+		p.finish(rec, start)
+	}
+	if r.Method != http.MethodConnect {
+		refuse(http.StatusMethodNotAllowed, "method "+r.Method+" is not CONNECT")
+		return
+	}
+	dst, err := parseAuthority(r.Host)
+	if err != nil {
+		refuse(http.StatusBadRequest, err.Error())
+		return
+	}
+	rec.Destination = dst
+	if !ws.w.owns(dst.Addr()) {
+		refuse(http.StatusBadRequest, fmt.Sprintf("authority %s is not an address of %s", dst.Addr(), ws.w.Key()))
+		return
+	}
+	if p.cfg.Ports.has(dst.Port()) {
+		refuse(http.StatusBadRequest, fmt.Sprintf("authority port %d is the proxy's", dst.Port()))
+		return
+	}
+	conn := Connection{
+		Transport: TransportHBONE, SourcePrincipal: h.principal, Source: h.src,
+		Destination: ws.w, DestinationPort: dst.Port(), SNI: h.sni,
+	}
+	d := p.authz.conn(conn)
+	rec.Policy, rec.Reason = d.Policy, d.Reason
+	if !d.Allow {
+		refuse(http.StatusForbidden, "denied")
+		return
+	}
+	l7, err := p.authz.needsHTTP(ws.w, dst.Port())
+	if err != nil {
+		rec.Reason = err.Error()
+		refuse(http.StatusForbidden, "")
+		return
+	}
+	rc := http.NewResponseController(w)
+	if l7 {
+		rec.Allowed, rec.Status = true, http.StatusOK
+		w.WriteHeader(http.StatusOK)
+		if err := rc.Flush(); err != nil {
+			rec.Error = err.Error()
+			p.finish(rec, start)
+			return
+		}
+		p.serveStreamHTTP(ws, r.Body, streamWriter{w, rc}, conn, rec)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.ConnectTimeout)
+	up, err := p.dial(ctx, ws, dst)
+	cancel()
+	if err != nil {
+		rec.Allowed, rec.Error = true, err.Error()
+		refuse(http.StatusServiceUnavailable, "application refused the connection")
+		return
+	}
+	if !ws.track(up) {
+		return
+	}
+	defer ws.untrack(up)
+	rec.Allowed, rec.Status, rec.forwarded = true, http.StatusOK, true
+	p.countOpened(ReporterDestination, rec.SourceWorkload, rec.DestinationWorkload)
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		up.Close()
+		rec.Error = err.Error()
+		p.finish(rec, start)
+		return
+	}
+	h.pipe(r.Body, streamWriter{w, rc}, up, rec)
+}
+
+// pipe copies between an HBONE stream and the application connection.
+// The stream's request direction may go on after the handler returns (the
+// handler must return to end the stream, HTTP/2 has no other way for a
+// server to half-close), so the record is emitted by whichever direction
+// ends last.
+func (h *hboneHandler) pipe(body io.ReadCloser, down io.Writer, up *net.TCPConn, rec Record) {
+	var (
+		mu       sync.Mutex
+		left     = 2
+		upN      int64
+		downN    int64
+		firstErr error
+		downDone atomic.Bool
+	)
+	done := func(n *int64, v int64, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		*n = v
+		if firstErr == nil && !isClosedErr(err) {
+			firstErr = err
+		}
+		left--
+		if left > 0 {
+			return
+		}
+		rec.BytesReceived, rec.BytesSent = upN, downN
+		if firstErr != nil {
+			rec.Error = firstErr.Error()
+		}
+		h.p.finish(rec, rec.Start)
+	}
+	started := h.ws.goroutine(func() {
+		n, err := io.Copy(up, body)
+		if err != nil && downDone.Load() {
+			err = nil // the stream ended because the handler returned
+		}
+		if err != nil {
+			up.Close() // the client reset the stream
+		} else {
+			up.CloseWrite()
+		}
+		done(&upN, n, err)
+	})
+	if !started {
+		up.Close()
+		done(&upN, 0, nil)
+	}
+	n, err := io.Copy(down, up)
+	downDone.Store(true)
+	// The application closed (or reset): end the stream. A client still
+	// sending gets RST_STREAM(NO_ERROR) after the END_STREAM, as a TCP
+	// client would get a reset from a closed socket.
+	up.Close()
+	done(&downN, n, err)
+}
+
+// handlePlaintext serves a connection captured on the inbound plaintext
+// listener: checks, in order, that its original destination is this
+// workload and not a proxy port, that peer authentication admits
+// plaintext, and AuthorizeConn; then serves HTTP per request (L7 ports) or
+// connects to the application and copies bytes.
+func (p *Proxy) handlePlaintext(ws *workloadState, c net.Conn) {
+	start := time.Now()
+	src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	rec := Record{
+		Kind: RecordConnection, Reporter: ReporterDestination, Transport: TransportPlaintext,
+		SourceWorkload: p.sourceWorkload(src.Addr(), ""), DestinationWorkload: ws.w.Key(),
+		Source: src, Start: start,
+	}
+	refuse := func(reason string, err error) {
+		if rec.Reason == "" {
+			rec.Reason = reason
+		}
+		if err != nil {
+			rec.Error = err.Error()
+		}
+		p.log.Info("plaintext connection refused", slog.String("workload", ws.w.Key()), slog.String("source", src.String()),
+			slog.String("destination", rec.Destination.String()), slog.String("policy", rec.Policy), slog.String("reason", rec.Reason), slog.Any("error", err))
+		p.finish(rec, start)
+	}
+	dst, err := originalDst(c)
+	if err != nil {
+		refuse("no original destination", err)
+		return
+	}
+	rec.Destination = dst
+	if !ws.w.owns(dst.Addr()) {
+		refuse(fmt.Sprintf("original destination %s is not an address of the workload", dst.Addr()), nil)
+		return
+	}
+	if p.cfg.Ports.has(dst.Port()) {
+		refuse(fmt.Sprintf("port %d is the proxy's", dst.Port()), nil)
+		return
+	}
+	mode, err := p.authz.peerMode(ws.w, dst.Port())
+	if err != nil {
+		refuse("peer authentication unknown, treated as STRICT", err)
+		return
+	}
+	if mode == PeerStrict {
+		p.log.Warn("plaintext connection closed: peer authentication is STRICT, only mTLS (HBONE) is accepted",
+			slog.String("workload", ws.w.Key()), slog.String("source", src.String()), slog.Int("port", int(dst.Port())))
+		rec.Reason = "peer authentication STRICT: plaintext refused"
+		p.finish(rec, start)
+		return
+	}
+	conn := Connection{Transport: TransportPlaintext, Source: src, Destination: ws.w, DestinationPort: dst.Port()}
+	d := p.authz.conn(conn)
+	rec.Policy, rec.Reason = d.Policy, d.Reason
+	if !d.Allow {
+		refuse("denied", nil)
+		return
+	}
+	l7, err := p.authz.needsHTTP(ws.w, dst.Port())
+	if err != nil {
+		rec.Reason = ""
+		refuse("needs http unknown", err)
+		return
+	}
+	rec.Allowed = true
+	if l7 {
+		p.serveHTTP(ws, c, conn, rec)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ws.ctx, p.cfg.ConnectTimeout)
+	up, err := p.dial(ctx, ws, dst)
+	cancel()
+	if err != nil {
+		refuse("application refused the connection", err)
+		return
+	}
+	if !ws.track(up) {
+		return
+	}
+	defer ws.untrack(up)
+	rec.forwarded = true
+	p.countOpened(ReporterDestination, rec.SourceWorkload, rec.DestinationWorkload)
+	rec.BytesReceived, rec.BytesSent, err = splice(c.(halfConn), up)
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	p.finish(rec, start)
+}
