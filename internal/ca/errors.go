@@ -70,15 +70,15 @@ var (
 // ErrInvalidCSR with errors.Is and unwraps to the parser's or verifier's
 // error, if any.
 type CSRError struct {
-	Reason string // what is wrong, e.g. "ECDSA key on P-384, want P-256"
+	Reason string // what is wrong, e.g. "csr key is ECDSA on P-384, want P-256"
 	Err    error  // the underlying error, or nil
 }
 
 func (e *CSRError) Error() string {
 	if e.Err == nil {
-		return "ca: csr: " + e.Reason
+		return "ca: " + e.Reason
 	}
-	return "ca: csr: " + e.Reason + ": " + e.Err.Error()
+	return "ca: " + e.Reason + ": " + e.Err.Error()
 }
 
 // Unwrap returns the underlying error.

@@ -153,22 +153,22 @@ var _ Signer = (*Authority)(nil)
 func parseCSR(csrDER []byte) (*x509.CertificateRequest, error) {
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
-		return nil, &CSRError{Reason: "parse", Err: err}
+		return nil, &CSRError{Reason: "parse csr", Err: err}
 	}
 	switch pub := csr.PublicKey.(type) {
 	case *ecdsa.PublicKey:
 		if pub.Curve != elliptic.P256() {
-			return nil, &CSRError{Reason: fmt.Sprintf("ECDSA key on %s, want P-256", pub.Curve.Params().Name)}
+			return nil, &CSRError{Reason: fmt.Sprintf("csr key is ECDSA on %s, want P-256", pub.Curve.Params().Name)}
 		}
 	case *rsa.PublicKey:
 		if n := pub.N.BitLen(); n < minRSABits || n > maxRSABits {
-			return nil, &CSRError{Reason: fmt.Sprintf("RSA key of %d bits, want %d to %d", n, minRSABits, maxRSABits)}
+			return nil, &CSRError{Reason: fmt.Sprintf("csr key is RSA of %d bits, want %d to %d", n, minRSABits, maxRSABits)}
 		}
 	default:
-		return nil, &CSRError{Reason: fmt.Sprintf("%s key, want ECDSA P-256 or RSA", csr.PublicKeyAlgorithm)}
+		return nil, &CSRError{Reason: fmt.Sprintf("csr key is %s, want ECDSA P-256 or RSA", csr.PublicKeyAlgorithm)}
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, &CSRError{Reason: "bad signature", Err: err}
+		return nil, &CSRError{Reason: "csr signature", Err: err}
 	}
 	return csr, nil
 }
