@@ -72,6 +72,8 @@ func (a *Authority) Rotate() (Status, error) {
 
 // Promote makes the new root of a prepared rotation sign now, without
 // waiting for the leaves issued before the rotation to expire (phase b).
+// It does nothing once the new root signs, and fails with ErrNoRotation
+// when no rotation is in progress.
 // A workload that has not renewed since the rotation began does not trust
 // the new root yet and refuses leaves it signs until it renews: promote
 // early only when every workload is known to have renewed, for example
@@ -85,8 +87,11 @@ func (a *Authority) Promote() (Status, error) {
 	}
 	now := a.opts.Clock.Now()
 	v := s.view(now)
-	if v.rotation() != RotationPrepared {
-		return s.status(now), fmt.Errorf("ca: promote: %w to a prepared phase (phase %s)", ErrNoRotation, v.rotation())
+	switch v.rotation() {
+	case RotationStable:
+		return s.status(now), fmt.Errorf("ca: promote: %w", ErrNoRotation)
+	case RotationSwitched:
+		return s.status(now), nil // already promoted
 	}
 	recs := s.records()
 	for i := v.signer + 1; i < len(recs); i++ {

@@ -327,6 +327,7 @@ func (s *selfSigned) view(now time.Time) rootView {
 		switch {
 		case e.rec.Retired:
 			v.phase[i] = PhaseRetired
+			v.until[i] = e.rec.RetireAt
 		case i == v.signer:
 			v.phase[i] = PhaseActive
 			if i+1 < len(s.roots) {
