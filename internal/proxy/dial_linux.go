@@ -15,15 +15,21 @@ import (
 	"github.com/rampartsec/rampart/internal/netnsexec"
 )
 
-// dialIn connects to dst from inside ns (netns.None() is the proxy's own
-// namespace) with SocketMark set, so the capture rules let it pass.
+// dialIn connects to dst from inside ns with SocketMark set, so the
+// capture rules let it pass. In the proxy's own namespace (netns.None())
+// nothing is captured and the socket is not marked, which keeps
+// loopback tests and benchmarks free of CAP_NET_ADMIN.
 //
 // Only the socket is created inside the namespace, which takes a thread
 // switch of a few microseconds; the connect runs on the runtime's poller
 // like any Go dial, so a slow destination never holds a thread locked in
 // the namespace. A socket belongs to the namespace it was created in for
 // its whole life.
-func dialIn(ctx context.Context, ns netns.NsHandle, dst netip.AddrPort) (*net.TCPConn, error) {
+//
+// A valid src is bound as the source address first; the proxy does that
+// only in its own namespace, where a workload's addresses are loopback
+// addresses that the kernel would not pick by itself.
+func dialIn(ctx context.Context, ns netns.NsHandle, src netip.Addr, dst netip.AddrPort) (*net.TCPConn, error) {
 	family := unix.AF_INET
 	if dst.Addr().Is6() {
 		family = unix.AF_INET6
@@ -34,6 +40,19 @@ func dialIn(ctx context.Context, ns netns.NsHandle, dst netip.AddrPort) (*net.TC
 		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 		if err != nil {
 			return fmt.Errorf("socket: %w", err)
+		}
+		if src.IsValid() {
+			var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: src.As4()}
+			if src.Is6() {
+				sa = &unix.SockaddrInet6{Addr: src.As16()}
+			}
+			if err := unix.Bind(fd, sa); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("bind %s: %w", src, err)
+			}
+		}
+		if ns == netns.None() {
+			return nil
 		}
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(SocketMark)); err != nil {
 			unix.Close(fd)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -186,60 +185,45 @@ func (h *hboneHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.pipe(r.Body, streamWriter{w, rc}, up, rec)
 }
 
-// pipe copies between an HBONE stream and the application connection.
-// The stream's request direction may go on after the handler returns (the
-// handler must return to end the stream, HTTP/2 has no other way for a
-// server to half-close), so the record is emitted by whichever direction
-// ends last.
+// pipe copies between an HBONE stream and the application connection
+// and emits the record. When the application ends its direction, the
+// stream ends: a handler must return to end an HTTP/2 stream, and it may
+// not read the request body afterwards, so the request direction is cut
+// then too, and a client still sending gets RST_STREAM(NO_ERROR) after
+// the END_STREAM, as a TCP client would get a reset from a closed socket.
 func (h *hboneHandler) pipe(body io.ReadCloser, down io.Writer, up *net.TCPConn, rec Record) {
 	var (
-		mu       sync.Mutex
-		left     = 2
 		upN      int64
-		downN    int64
-		firstErr error
+		upErr    error
 		downDone atomic.Bool
+		upDone   = make(chan struct{})
 	)
-	done := func(n *int64, v int64, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		*n = v
-		if firstErr == nil && !isClosedErr(err) {
-			firstErr = err
-		}
-		left--
-		if left > 0 {
-			return
-		}
-		rec.BytesReceived, rec.BytesSent = upN, downN
-		if firstErr != nil {
-			rec.Error = firstErr.Error()
-		}
-		h.p.finish(rec, rec.Start)
-	}
-	started := h.ws.goroutine(func() {
-		n, err := io.Copy(up, body)
-		if err != nil && downDone.Load() {
-			err = nil // the stream ended because the handler returned
-		}
-		if err != nil {
+	if !h.ws.goroutine(func() {
+		defer close(upDone)
+		upN, upErr = io.Copy(up, body)
+		switch {
+		case downDone.Load():
+			upErr = nil // cut on purpose, below
+		case upErr != nil:
 			up.Close() // the client reset the stream
-		} else {
+		default:
 			up.CloseWrite()
 		}
-		done(&upN, n, err)
-	})
-	if !started {
-		up.Close()
-		done(&upN, 0, nil)
+	}) {
+		close(upDone)
 	}
-	n, err := io.Copy(down, up)
+	downN, downErr := io.Copy(down, up)
 	downDone.Store(true)
-	// The application closed (or reset): end the stream. A client still
-	// sending gets RST_STREAM(NO_ERROR) after the END_STREAM, as a TCP
-	// client would get a reset from a closed socket.
 	up.Close()
-	done(&downN, n, err)
+	body.Close()
+	<-upDone
+	rec.BytesReceived, rec.BytesSent = upN, downN
+	for _, err := range []error{downErr, upErr} {
+		if !isClosedErr(err) && rec.Error == "" {
+			rec.Error = err.Error()
+		}
+	}
+	h.p.finish(rec, rec.Start)
 }
 
 // handlePlaintext serves a connection captured on the inbound plaintext

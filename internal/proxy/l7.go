@@ -57,9 +57,11 @@ func (p *Proxy) serveStreamHTTP(ws *workloadState, body io.ReadCloser, down io.W
 	local := net.TCPAddrFromAddrPort(rec.Destination)
 	remote := net.TCPAddrFromAddrPort(conn.Source)
 	p.serveHTTP(ws, &addrConn{Conn: inner, local: local, remote: remote}, conn, rec)
+	// Neither the response writer nor the request body may be used after
+	// the handler returns: stop both copiers first.
 	outer.Close()
-	// The body copier ends when the handler returns and the HTTP/2 server
-	// closes the request body; it cannot be waited for here.
+	body.Close()
+	copiers.Wait()
 }
 
 // addrConn gives a pipe end the tunnel's addresses, so that the request's

@@ -1,0 +1,81 @@
+package proxy_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"golang.org/x/net/http2"
+)
+
+// appHandler is the test application: it answers with what it saw, so
+// tests can check what reached it (path, peer address, forwarding
+// headers) and echoes the request body.
+func appHandler(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	fmt.Fprintf(w, "hello from app; path=%s; remote=%s; xfcc=%s; xff=%s; body=%s",
+		r.URL.Path, r.RemoteAddr, r.Header.Get("X-Forwarded-Client-Cert"), r.Header.Get("X-Forwarded-For"), body)
+}
+
+// serveHTTP serves appHandler on l until the test ends.
+func serveHTTP(t testing.TB, l net.Listener) {
+	srv := &http.Server{Handler: http.HandlerFunc(appHandler)}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// serveEcho echoes every connection on l until its client half-closes,
+// then half-closes too: a check that half-close travels both ways.
+func serveEcho(t testing.TB, l net.Listener) {
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+				c.(*net.TCPConn).CloseWrite()
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+}
+
+// hboneConnect speaks HBONE by hand to addr: TLS with cfg, HTTP/2, one
+// request with method and authority. It returns the status, or the error
+// of the handshake or request.
+func hboneConnect(addr string, cfg *tls.Config, method, authority string) (int, error) {
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{"h2"}
+	cfg.MinVersion = tls.VersionTLS13
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	cc, err := (&http2.Transport{}).NewClientConn(c)
+	if err != nil {
+		return 0, err
+	}
+	defer cc.Close()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req := &http.Request{Method: method, URL: &url.URL{Scheme: "https", Host: authority, Path: "/"}, Host: authority,
+		Header: http.Header{}, Body: pr, ContentLength: -1}
+	if method == http.MethodConnect {
+		req.URL = &url.URL{Host: authority}
+	}
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
