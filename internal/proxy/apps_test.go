@@ -52,14 +52,27 @@ func serveEcho(t testing.TB, l net.Listener) {
 // request with method and authority. It returns the status, or the error
 // of the handshake or request.
 func hboneConnect(addr string, cfg *tls.Config, method, authority string) (int, error) {
-	cfg = cfg.Clone()
-	cfg.NextProtos = []string{"h2"}
-	cfg.MinVersion = tls.VersionTLS13
-	c, err := tls.Dial("tcp", addr, cfg)
+	raw, err := net.Dial("tcp", addr)
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close()
+	defer raw.Close()
+	return hboneOn(raw, cfg, authority, method)
+}
+
+// hboneOn speaks HBONE on an open TCP connection: CONNECT by default.
+func hboneOn(raw net.Conn, cfg *tls.Config, authority string, method ...string) (int, error) {
+	m := http.MethodConnect
+	if len(method) > 0 {
+		m = method[0]
+	}
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{"h2"}
+	cfg.MinVersion = tls.VersionTLS13
+	c := tls.Client(raw, cfg)
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
 	cc, err := (&http2.Transport{}).NewClientConn(c)
 	if err != nil {
 		return 0, err
@@ -67,9 +80,9 @@ func hboneConnect(addr string, cfg *tls.Config, method, authority string) (int, 
 	defer cc.Close()
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	req := &http.Request{Method: method, URL: &url.URL{Scheme: "https", Host: authority, Path: "/"}, Host: authority,
+	req := &http.Request{Method: m, URL: &url.URL{Scheme: "https", Host: authority, Path: "/"}, Host: authority,
 		Header: http.Header{}, Body: pr, ContentLength: -1}
-	if method == http.MethodConnect {
+	if m == http.MethodConnect {
 		req.URL = &url.URL{Host: authority}
 	}
 	resp, err := cc.RoundTrip(req)
