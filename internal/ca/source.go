@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"net/url"
 	"sync"
@@ -283,12 +284,8 @@ func (s *Source) renewDelay(remaining time.Duration) time.Duration {
 // certificate is valid, at most half of what remains of it, so that a
 // short-lived certificate gets several more tries before it expires.
 func (s *Source) backoff(attempt int, notAfter time.Time) time.Duration {
-	d := s.retryMax
-	if attempt < 32 {
-		d = min(s.retryMin<<(attempt-1), s.retryMax)
-	}
-	d = time.Duration(float64(d) * (0.9 + 0.2*mrand.Float64()))
-	d = min(d, s.retryMax)
+	base := float64(s.retryMin) * math.Pow(2, float64(min(attempt, 64)-1))
+	d := time.Duration(min(base*(0.9+0.2*mrand.Float64()), float64(s.retryMax)))
 	if !notAfter.IsZero() {
 		if rem := notAfter.Sub(s.clock.Now()); rem > 0 && d > rem/2 {
 			d = max(rem/2, s.retryMin)
