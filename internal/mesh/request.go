@@ -54,6 +54,7 @@ type Request struct {
 	// Derived by prepare, so each is computed once per request.
 	srcNS, srcSA string
 	pathOnly     string
+	hdrKeys      uint8
 }
 
 // SourceNamespace returns the namespace of the peer principal
@@ -77,6 +78,7 @@ func (r *Request) prepare() {
 	} else {
 		r.RemoteIP = r.SourceIP
 	}
+	r.hdrKeys = 0
 	r.pathOnly = r.Path
 	if i := strings.IndexAny(r.pathOnly, "?#"); i >= 0 {
 		r.pathOnly = r.pathOnly[:i]
@@ -112,13 +114,31 @@ func (r *Request) header(canonical string) ([]string, bool) {
 	if v, ok := r.Headers[canonical]; ok {
 		return v, true
 	}
-	for k, v := range r.Headers {
-		if strings.EqualFold(k, canonical) {
-			return v, true
+	if r.hdrKeys == 0 {
+		// net/http canonicalizes every key; scan only maps that are not.
+		r.hdrKeys = keysCanonical
+		for k := range r.Headers {
+			if textproto.CanonicalMIMEHeaderKey(k) != k {
+				r.hdrKeys = keysMixed
+				break
+			}
+		}
+	}
+	if r.hdrKeys == keysMixed {
+		for k, v := range r.Headers {
+			if strings.EqualFold(k, canonical) {
+				return v, true
+			}
 		}
 	}
 	return nil, false
 }
+
+// Whether Headers has only canonical keys, found on the first miss.
+const (
+	keysCanonical = 1
+	keysMixed     = 2
+)
 
 // headerValue returns a header as Envoy sees it: repeated values joined
 // with ",". Host and the HTTP/2 pseudo-headers map to the request fields,
