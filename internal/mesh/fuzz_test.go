@@ -219,13 +219,13 @@ func FuzzAuthenticate(f *testing.F) {
 	iss := newIssuer(f, "https://issuer.example", "k1")
 	e := mustEngine(f, mesh.Options{Now: clock}, reqAuthn("foo", "jwt", "{jwtRules: ["+inlineRule(f, iss, `fromHeaders: [{name: authorization, prefix: "Bearer "}, {name: x-jwt}], fromParams: [t], fromCookies: [c]`)+"]}"))
 	good := iss.token(f, nil)
-	f.Add(good[:len(good)-4] + "AAAA")             // a real token with a broken signature
-	f.Add(tamper(f, good))                          // a real signature over another payload
-	f.Add("eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.")   // alg none
-	f.Add("a.b.c")                                  // three parts, none valid
-	f.Add("..")                                     // empty parts
-	f.Add("eyJhbGciOiJFUzI1NiJ9.bnVsbA.c2ln")       // payload "null"
-	f.Add("eyJhbGciOiJFUzI1NiJ9.WzEsMl0.c2ln")      // payload a JSON array
+	f.Add(good[:len(good)-4] + "AAAA")                // a real token with a broken signature
+	f.Add(tamper(f, good))                            // a real signature over another payload
+	f.Add("eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.")     // alg none
+	f.Add("a.b.c")                                    // three parts, none valid
+	f.Add("..")                                       // empty parts
+	f.Add("eyJhbGciOiJFUzI1NiJ9.bnVsbA.c2ln")         // payload "null"
+	f.Add("eyJhbGciOiJFUzI1NiJ9.WzEsMl0.c2ln")        // payload a JSON array
 	f.Add(strings.Repeat("eyJhbGciOiJFUzI1NiJ9.", 3)) // too many dots
 	f.Fuzz(func(t *testing.T, tok string) {
 		for where := range 4 {
