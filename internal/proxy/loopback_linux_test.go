@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -391,4 +393,73 @@ func TestLoopbackServerIdentityChecked(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "want spiffe://cluster.local/ns/shop/sa/payments-sa") {
 		t.Fatalf("Dial to a server with the wrong identity: %v", err)
 	}
+}
+
+// TestLoopbackNoGoroutineLeak: after traffic of every kind, including a
+// connection the client never closes, Close leaves no goroutine of the
+// proxy or of its HTTP/2 connections behind.
+func TestLoopbackNoGoroutineLeak(t *testing.T) {
+	lb := mustLoopback(t)
+	var done sync.WaitGroup
+	for range 5 {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			c, err := lb.p.Dial(context.Background(), "shop", "client", lb.echoAddr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			c.Write([]byte("ping"))
+			c.(interface{ CloseWrite() error }).CloseWrite()
+			io.ReadAll(c)
+		}()
+	}
+	done.Wait()
+	lb.authz.set(func(a *testAuthz) { a.l7[lb.httpAddr.Port()] = true })
+	c := lb.httpClient()
+	for range 3 {
+		get(t, c, "http://"+lb.httpAddr.String()+"/x")
+	}
+	lb.authz.set(func(a *testAuthz) { a.connDeny["spiffe://cluster.local/ns/shop/sa/client-sa"] = true })
+	lb.p.Dial(context.Background(), "shop", "client", lb.echoAddr)
+	lb.authz.set(func(a *testAuthz) { a.connDeny = map[string]bool{} })
+	abandoned, err := lb.p.Dial(context.Background(), "shop", "client", lb.echoAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer abandoned.Close()
+	abandoned.Write([]byte("never closed"))
+
+	if err := lb.p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left := leftoverGoroutines()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines left after Close:\n\n%s", len(left), strings.Join(left, "\n\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// leftoverGoroutines returns the stacks of goroutines running code of the
+// proxy package or of x/net/http2 (which only the proxy uses here).
+func leftoverGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "internal/proxy.") || strings.Contains(g, "golang.org/x/net/http2.") {
+			if !strings.Contains(g, "leftoverGoroutines") {
+				out = append(out, g)
+			}
+		}
+	}
+	return out
 }
