@@ -44,9 +44,10 @@ type rule struct {
 }
 
 // compileAuthz compiles an AuthorizationPolicy object. Input that passed
-// resource validation compiles; the errors here guard against objects
-// built by hand and against what validation does not check (see the
-// package's report on validation gaps in docs/mesh-semantics.md).
+// resource validation compiles, except for the few things Istio's schema
+// rejects and the decoder does not check yet ("Strict build" in
+// docs/mesh-semantics.md); the other errors guard against objects built by
+// hand.
 func compileAuthz(o *resource.Object, ap *resource.AuthorizationPolicy, res TargetResolver) (*authzPolicy, []string, resource.ErrorList) {
 	c := &compiler{o: o}
 	s := &ap.Spec
