@@ -106,6 +106,9 @@ type SVID struct {
 // renewed in the background until Close. ctx bounds only the first
 // certificate.
 func NewSource(ctx context.Context, signer Signer, opts SourceOptions) (*Source, error) {
+	if signer == nil {
+		return nil, errors.New("ca: new source: no signer")
+	}
 	if opts.TrustDomain == "" {
 		opts.TrustDomain = DefaultTrustDomain
 	}

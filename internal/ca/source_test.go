@@ -298,6 +298,11 @@ func TestNewSourceErrors(t *testing.T) {
 			wantErr: "ca: sign spiffe://cluster.local/ns/default/sa/web: certificate 1 of the chain: x509: malformed certificate",
 		},
 		{
+			name:    "no signer",
+			signer:  nil,
+			wantErr: "ca: new source: no signer",
+		},
+		{
 			name:    "bad identity",
 			signer:  a,
 			opts:    ca.SourceOptions{Namespace: "Default", ServiceAccount: "web"},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -51,6 +52,9 @@ const (
 func VerifyPeer(chain []*x509.Certificate, bundle *x509bundle.Bundle, role Role, now time.Time) (spiffeid.ID, error) {
 	if len(chain) == 0 {
 		return spiffeid.ID{}, &PeerError{Kind: ErrNoPeerCertificate, Detail: "no certificate presented"}
+	}
+	if bundle == nil {
+		return spiffeid.ID{}, &PeerError{Kind: ErrUntrustedChain, Detail: "no trust bundle to verify against"}
 	}
 	leaf := chain[0]
 	id, err := IDFromLeaf(leaf)
@@ -126,13 +130,9 @@ func checkLeafProfile(leaf *x509.Certificate, role Role) error {
 	return nil
 }
 
-func trimCA(err error) string {
-	s := err.Error()
-	if len(s) > 4 && s[:4] == "ca: " {
-		return s[4:]
-	}
-	return s
-}
+// trimCA drops the package prefix of err's message, for use inside a
+// message that has it already.
+func trimCA(err error) string { return strings.TrimPrefix(err.Error(), "ca: ") }
 
 // ServerTLSConfig returns the TLS configuration of a workload accepting
 // mutual TLS. It requires TLS 1.3, presents src's certificate of the moment

@@ -300,3 +300,12 @@ func TestPeerIDErrors(t *testing.T) {
 		t.Errorf("no peer certificate: %v", err)
 	}
 }
+
+func TestVerifyPeerWithoutBundle(t *testing.T) {
+	root := newTestCA(t, "Test Root", nil, t0.Add(-time.Hour), t0.Add(time.Hour))
+	leaf := root.sign(t, leafTemplate(t0, "spiffe://cluster.local/ns/default/sa/web"), newP256(t))
+	_, err := ca.VerifyPeer([]*x509.Certificate{leaf}, nil, ca.RoleServer, t0)
+	if want := "ca: verify peer: no trust bundle to verify against"; err == nil || err.Error() != want || !errors.Is(err, ca.ErrUntrustedChain) {
+		t.Errorf("error %v, want %s", err, want)
+	}
+}
