@@ -1,5 +1,7 @@
-// Command rampart is Rampart's single binary: the standalone node, the
-// offline policy tools and the CLI. All behaviour lives in internal/cli.
+// Command rampart is Rampart's command line: the offline policy and
+// posture tools and the client of a node. "rampart up" and "rampart down"
+// hand over to the node daemon, rampart-node. All behaviour lives in
+// internal/cli.
 package main
 
 import (

@@ -33,10 +33,13 @@ func (e *ExitError) Error() string {
 
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// usageError marks an error in how the command was called (exit code 2).
-func usageError(format string, args ...any) error {
+// UsageError marks an error in how the command was called (exit code 2).
+func UsageError(format string, args ...any) error {
 	return &ExitError{Code: 2, Err: fmt.Errorf(format, args...)}
 }
+
+// usageError is UsageError; the short name reads better in this package.
+func usageError(format string, args ...any) error { return UsageError(format, args...) }
 
 // failed reports that the command ran and found problems it has printed
 // (exit code 1 with no further message).
@@ -66,7 +69,9 @@ func NewRoot(s Streams) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError("%v", err) })
 	root.PersistentFlags().StringVar(&socketFlag, "socket", "", "node API socket (default $RAMPART_SOCKET or /run/rampart/rampart.sock)")
 	root.AddCommand(
-		newUpCmd(s), newDownCmd(s), newStatusCmd(s),
+		newNodeHandover("up", "Run a Rampart node in the foreground (control plane and agent)"),
+		newNodeHandover("down", "Remove everything a node created: endpoints, network namespaces, veths, routes, pinned maps"),
+		newStatusCmd(s),
 		newApplyCmd(s), newGetCmd(s), newDeleteCmd(s),
 		newRunCmd(s), newStopCmd(s), newLogsCmd(s), newExecCmd(s), newEndpointCmd(s), newObserveCmd(s), newProbeCmd(s),
 		newPolicyCmd(s),
@@ -79,12 +84,23 @@ func NewRoot(s Streams) *cobra.Command {
 // Main runs the CLI with args and returns the process exit code.
 func Main(args []string, in io.Reader, out, errw io.Writer) int {
 	s := Streams{In: in, Out: out, Err: errw}
-	root := NewRoot(s)
+	return Execute(NewRoot(s), s, args)
+}
+
+// Execute runs root with args and maps its error to an exit code and a
+// message on s.Err. rampart-node shares it so both binaries fail alike.
+func Execute(root *cobra.Command, s Streams, args []string) int {
+	root.SilenceUsage, root.SilenceErrors = true, true
+	root.SetIn(s.In)
+	root.SetOut(s.Out)
+	root.SetErr(s.Err)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError("%v", err) })
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
 		return 0
 	}
+	errw := s.Err
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		if ee.Err != nil {

@@ -1,8 +1,10 @@
 package posture
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -112,22 +114,33 @@ func mergeRefs(a, b []Reference) []Reference {
 // compareControls orders dotted section numbers numerically and anything
 // else lexically.
 func compareControls(a, b string) int {
-	as, bs := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; i < len(as) && i < len(bs); i++ {
-		var x, y int
-		_, ex := fmt.Sscanf(as[i], "%d", &x)
-		_, ey := fmt.Sscanf(bs[i], "%d", &y)
-		if ex == nil && ey == nil && fmt.Sprint(x) == as[i] && fmt.Sprint(y) == bs[i] {
-			if x != y {
-				return x - y
+	for a != "" && b != "" {
+		var x, y string
+		x, a, _ = strings.Cut(a, ".")
+		y, b, _ = strings.Cut(b, ".")
+		nx, okx := sectionNumber(x)
+		ny, oky := sectionNumber(y)
+		if okx && oky {
+			if nx != ny {
+				return nx - ny
 			}
 			continue
 		}
-		if c := strings.Compare(as[i], bs[i]); c != 0 {
+		if c := strings.Compare(x, y); c != 0 {
 			return c
 		}
 	}
-	return len(as) - len(bs)
+	return cmp.Compare(len(a), len(b))
+}
+
+// sectionNumber parses a section number written canonically ("5", not
+// "05" or "+5"); anything else compares as text.
+func sectionNumber(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	if err != nil || strconv.Itoa(n) != s {
+		return 0, false
+	}
+	return n, true
 }
 
 // standardsOf lists the distinct standards refs belong to, in

@@ -9,9 +9,12 @@ import (
 	"io"
 	"math"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"gopkg.in/yaml.v3"
 	kjson "sigs.k8s.io/json"
@@ -40,10 +43,9 @@ func Decode(inputs []Input) ([]*Object, error) {
 		errs ErrorList
 		seen = map[string]*Object{}
 	)
-	for _, in := range inputs {
-		docs, derrs := decodeInput(in)
-		errs = append(errs, derrs...)
-		for _, o := range docs {
+	for _, r := range decodeAll(inputs) {
+		errs = append(errs, r.errs...)
+		for _, o := range r.objs {
 			if prev, ok := seen[o.Key()]; ok {
 				errs = append(errs, o.Errorf("metadata.name", "%s is defined twice (first at %s)", o.Ref(), prev.Source))
 				continue
@@ -56,6 +58,43 @@ func Decode(inputs []Input) ([]*Object, error) {
 		return nil, errs
 	}
 	return objs, nil
+}
+
+// decoded is what decodeInput returned for one input.
+type decoded struct {
+	objs []*Object
+	errs ErrorList
+}
+
+// decodeAll decodes inputs on up to GOMAXPROCS goroutines, since inputs are
+// independent; results keep the order of inputs so that errors and
+// "defined twice" reports do not depend on scheduling.
+func decodeAll(inputs []Input) []decoded {
+	out := make([]decoded, len(inputs))
+	workers := min(runtime.GOMAXPROCS(0), len(inputs))
+	if workers <= 1 {
+		for i, in := range inputs {
+			out[i].objs, out[i].errs = decodeInput(in)
+		}
+		return out
+	}
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(inputs) {
+					return
+				}
+				out[i].objs, out[i].errs = decodeInput(inputs[i])
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // DecodeBytes is Decode for a single input.
@@ -92,14 +131,14 @@ func decodeInput(in Input) ([]*Object, ErrorList) {
 			continue // an empty document, as between two "---"
 		}
 		root := doc.Content[0]
-		c := converter{pos: newPositions()}
-		val, err := c.convert(root, "")
+		var c converter
+		val, err := c.convert(root)
 		src := Source{File: in.Name, Line: root.Line}
 		if err != nil {
 			errs = append(errs, &FieldError{File: in.Name, Line: c.errLine, Path: c.errPath, Msg: err.Error()})
 			continue
 		}
-		o, oerrs := decodeDocument(src, val, c.pos)
+		o, oerrs := decodeDocument(src, val, &positions{root: root})
 		errs = append(errs, oerrs...)
 		objs = append(objs, o...)
 	}
@@ -261,56 +300,79 @@ func join(prefix, path string) string {
 }
 
 // converter turns a yaml.Node tree into the generic values encoding/json
-// understands, recording the line of every field on the way.
+// understands. It keeps the path to the current node as a stack of
+// segments and renders it only for an error: building a path string for
+// every field of every document was a large part of decoding.
 type converter struct {
-	pos       *positions
 	nodes     int
-	depth     int
+	stack     []pathSeg
 	expanding map[*yaml.Node]bool // aliases being expanded, to refuse cycles
 	errLine   int
 	errPath   string
 }
 
-func (c *converter) fail(n *yaml.Node, path, format string, args ...any) error {
-	c.errLine, c.errPath = n.Line, path
+// pathSeg is a mapping key, or a list index when key is empty.
+type pathSeg struct {
+	key   string
+	index int
+}
+
+// path renders the stack in the form Kubernetes prints.
+func (c *converter) path() string {
+	var b strings.Builder
+	for _, s := range c.stack {
+		if s.key == "" {
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(s.index))
+			b.WriteByte(']')
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s.key)
+	}
+	return b.String()
+}
+
+func (c *converter) fail(n *yaml.Node, format string, args ...any) error {
+	c.errLine, c.errPath = n.Line, c.path()
 	return fmt.Errorf(format, args...)
 }
 
-func (c *converter) convert(n *yaml.Node, path string) (any, error) {
+func (c *converter) convert(n *yaml.Node) (any, error) {
 	c.nodes++
 	if c.nodes > maxNodes {
-		return nil, c.fail(n, path, "document too large (more than %d nodes after alias expansion)", maxNodes)
+		return nil, c.fail(n, "document too large (more than %d nodes after alias expansion)", maxNodes)
 	}
-	c.depth++
-	defer func() { c.depth-- }()
-	if c.depth > maxDepth {
-		return nil, c.fail(n, path, "document nested deeper than %d levels", maxDepth)
+	if len(c.stack) > maxDepth {
+		return nil, c.fail(n, "document nested deeper than %d levels", maxDepth)
 	}
 	switch n.Kind {
 	case yaml.AliasNode:
 		if c.expanding[n.Alias] {
-			return nil, c.fail(n, path, "recursive alias *%s", n.Value)
+			return nil, c.fail(n, "recursive alias *%s", n.Value)
 		}
 		if c.expanding == nil {
 			c.expanding = map[*yaml.Node]bool{}
 		}
 		c.expanding[n.Alias] = true
 		defer delete(c.expanding, n.Alias)
-		return c.convert(n.Alias, path)
+		return c.convert(n.Alias)
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
 			return nil, nil
 		}
-		return c.convert(n.Content[0], path)
+		return c.convert(n.Content[0])
 	case yaml.SequenceNode:
 		out := make([]any, 0, len(n.Content))
 		for i, item := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			c.pos.add(p, item.Line)
-			v, err := c.convert(item, p)
+			c.stack = append(c.stack, pathSeg{index: i})
+			v, err := c.convert(item)
 			if err != nil {
 				return nil, err
 			}
+			c.stack = c.stack[:len(c.stack)-1]
 			out = append(out, v)
 		}
 		return out, nil
@@ -319,49 +381,46 @@ func (c *converter) convert(n *yaml.Node, path string) (any, error) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			kn, vn := n.Content[i], n.Content[i+1]
 			if kn.Tag == "!!merge" {
-				if err := c.merge(out, vn, path); err != nil {
+				if err := c.merge(out, vn); err != nil {
 					return nil, err
 				}
 				continue
 			}
 			if kn.Kind != yaml.ScalarNode {
-				return nil, c.fail(kn, path, "mapping key is not a string")
+				return nil, c.fail(kn, "mapping key is not a string")
 			}
 			key := kn.Value
-			p := key
-			if path != "" {
-				p = path + "." + key
-			}
+			c.stack = append(c.stack, pathSeg{key: key})
 			if _, dup := out[key]; dup {
-				return nil, c.fail(kn, p, "duplicate key %q", key)
+				return nil, c.fail(kn, "duplicate key %q", key)
 			}
-			c.pos.add(p, kn.Line)
-			v, err := c.convert(vn, p)
+			v, err := c.convert(vn)
 			if err != nil {
 				return nil, err
 			}
+			c.stack = c.stack[:len(c.stack)-1]
 			out[key] = v
 		}
 		return out, nil
 	case yaml.ScalarNode:
-		return c.scalar(n, path)
+		return c.scalar(n)
 	}
-	return nil, c.fail(n, path, "unsupported YAML node")
+	return nil, c.fail(n, "unsupported YAML node")
 }
 
-func (c *converter) merge(out map[string]any, vn *yaml.Node, path string) error {
+func (c *converter) merge(out map[string]any, vn *yaml.Node) error {
 	srcs := []*yaml.Node{vn}
 	if vn.Kind == yaml.SequenceNode {
 		srcs = vn.Content
 	}
 	for _, s := range srcs {
-		v, err := c.convert(s, path)
+		v, err := c.convert(s)
 		if err != nil {
 			return err
 		}
 		m, ok := v.(map[string]any)
 		if !ok {
-			return c.fail(s, path, "merge key value is not a mapping")
+			return c.fail(s, "merge key value is not a mapping")
 		}
 		for k, x := range m {
 			if _, exists := out[k]; !exists {
@@ -372,17 +431,33 @@ func (c *converter) merge(out map[string]any, vn *yaml.Node, path string) error 
 	return nil
 }
 
-func (c *converter) scalar(n *yaml.Node, path string) (any, error) {
+// scalar converts a scalar by its resolved YAML tag. The common forms
+// (decimal integers, true/false, plain decimals) are parsed directly; the
+// rest (0x1F, 1_000, .inf, ...) go through yaml.v3's own resolution.
+func (c *converter) scalar(n *yaml.Node) (any, error) {
 	switch n.ShortTag() {
 	case "!!null":
 		return nil, nil
 	case "!!bool":
+		switch n.Value {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
 		var b bool
 		if err := n.Decode(&b); err != nil {
-			return nil, c.fail(n, path, "%v", err)
+			return nil, c.fail(n, "%v", err)
 		}
 		return b, nil
 	case "!!int":
+		// yaml.v3 reads "010" as octal, so only forms without a leading
+		// zero take the fast path.
+		if d := strings.TrimLeft(n.Value, "+-"); len(d) == 1 || len(d) > 1 && d[0] != '0' {
+			if i, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
+				return i, nil
+			}
+		}
 		var i int64
 		if err := n.Decode(&i); err == nil {
 			return i, nil
@@ -391,14 +466,16 @@ func (c *converter) scalar(n *yaml.Node, path string) (any, error) {
 		if err := n.Decode(&u); err == nil {
 			return u, nil
 		}
-		return nil, c.fail(n, path, "integer %s out of range", n.Value)
+		return nil, c.fail(n, "integer %s out of range", n.Value)
 	case "!!float":
-		var f float64
-		if err := n.Decode(&f); err != nil {
-			return nil, c.fail(n, path, "%v", err)
+		f, err := strconv.ParseFloat(n.Value, 64)
+		if err != nil {
+			if err := n.Decode(&f); err != nil {
+				return nil, c.fail(n, "%v", err)
+			}
 		}
 		if math.IsInf(f, 0) || math.IsNaN(f) {
-			return nil, c.fail(n, path, "number %s is not allowed", n.Value)
+			return nil, c.fail(n, "number %s is not allowed", n.Value)
 		}
 		return f, nil
 	default:
@@ -406,15 +483,4 @@ func (c *converter) scalar(n *yaml.Node, path string) (any, error) {
 		// them.
 		return n.Value, nil
 	}
-}
-
-// sub returns a view of p for an object nested at prefix (a List item).
-func (p *positions) sub(prefix string) *positions {
-	s := newPositions()
-	for k, l := range p.exact {
-		if rest, ok := strings.CutPrefix(k, prefix+"."); ok {
-			s.add(rest, l)
-		}
-	}
-	return s
 }
