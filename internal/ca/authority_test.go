@@ -260,3 +260,30 @@ func TestStatusOfNewAuthority(t *testing.T) {
 		t.Errorf("root info does not describe its certificate: %+v", r)
 	}
 }
+
+// TestOpenIgnoresUnrecordedRoot stands for a crash during Rotate after the
+// new root's files were written but before state.json named them: the
+// files are not part of the CA, and the next Rotate replaces them.
+func TestOpenIgnoresUnrecordedRoot(t *testing.T) {
+	clock := newFakeClock(t0)
+	_, dir := mustOpen(t, ca.Options{Clock: clock})
+	writeFile(t, filepath.Join(dir, "root-2.pem"), "half-written")
+	writeFile(t, filepath.Join(dir, "root-2-key.pem"), "half-written")
+	a, err := ca.Open(dir, ca.Options{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Status().Roots) != 1 {
+		t.Fatalf("%d roots, want the recorded one", len(a.Status().Roots))
+	}
+	st, err := a.Rotate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Roots) != 2 || st.Roots[1].Subject != "CN=Rampart root CA 2,O=cluster.local" {
+		t.Fatalf("after Rotate: %+v", st.Roots)
+	}
+	if _, err := ca.Open(dir, ca.Options{Clock: clock}); err != nil {
+		t.Errorf("reopen after replacing the leftovers: %v", err)
+	}
+}

@@ -112,6 +112,15 @@ func TestSourceRenewsAtHalfLife(t *testing.T) {
 	if first.ID.String() != "spiffe://cluster.local/ns/default/sa/web" || src.ID() != first.ID {
 		t.Fatalf("ID %s", first.ID)
 	}
+	if b, err := src.GetX509BundleForTrustDomain(a.TrustDomain()); err != nil || !b.Equal(src.TrustBundle()) || len(b.X509Authorities()) != 1 || !b.X509Authorities()[0].Equal(a.Bundle()[0]) {
+		t.Errorf("the Source's bundle is not the Authority's: %v", err)
+	}
+	if _, err := src.GetX509BundleForTrustDomain(spiffeidTD(t, "other.example")); err == nil {
+		t.Error("the Source has a bundle for a foreign trust domain")
+	}
+	if !src.Now().Equal(t0) {
+		t.Errorf("the Source reads %v, not its clock", src.Now())
+	}
 	if d := clock.nextTimer(t); d != 12*time.Hour || !first.RenewAt.Equal(t0.Add(12*time.Hour)) {
 		t.Fatalf("renewal in %v (at %v), want 12h: half of 24h without jitter", d, first.RenewAt)
 	}
