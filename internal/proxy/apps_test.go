@@ -17,13 +17,21 @@ import (
 // headers) and echoes the request body.
 func appHandler(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	if r.ProtoMajor == 2 {
+		// As a gRPC server does: the status comes in a trailer.
+		w.Header().Set("Trailer", "Grpc-Status")
+		defer w.Header().Set("Grpc-Status", "0")
+	}
 	fmt.Fprintf(w, "hello from app; path=%s; remote=%s; xfcc=%s; xff=%s; body=%s",
 		r.URL.Path, r.RemoteAddr, r.Header.Get("X-Forwarded-Client-Cert"), r.Header.Get("X-Forwarded-For"), body)
 }
 
 // serveHTTP serves appHandler on l until the test ends.
 func serveHTTP(t testing.TB, l net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(appHandler)}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true) // prior-knowledge h2c, as gRPC
+	srv := &http.Server{Handler: http.HandlerFunc(appHandler), Protocols: &protos}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 }

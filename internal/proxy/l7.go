@@ -18,11 +18,13 @@ import (
 )
 
 // L7: on ports where the Authorizer needs HTTP, the proxy terminates the
-// inner byte stream with net/http's HTTP/1.1 server, authorizes every
-// request, and forwards allowed ones with httputil.ReverseProxy over
-// keep-alive connections to the application, dialled from inside the
-// workload's namespace. net/http does the parsing (request smuggling
-// defences, header limits, chunking, upgrades), not hand-written code.
+// inner byte stream with net/http's server (HTTP/1.1, and HTTP/2 with prior
+// knowledge as gRPC clients speak it), authorizes every request, and
+// forwards allowed ones with httputil.ReverseProxy over keep-alive
+// connections to the application, in the protocol the request came in,
+// dialled from inside the workload's namespace. net/http does the parsing
+// (request smuggling defences, header limits, chunking, upgrades), not
+// hand-written code.
 
 // l7HeaderTimeout bounds the wait for a request's header on an idle inner
 // connection, so a silent peer cannot hold a handler forever.
@@ -80,14 +82,21 @@ func (a *addrConn) RemoteAddr() net.Addr { return a.remote }
 func (p *Proxy) serveHTTP(ws *workloadState, c net.Conn, conn Connection, rec Record) {
 	cc := &countingConn{Conn: c}
 	h := &l7Handler{p: p, ws: ws, conn: conn, rec: rec}
-	h.rp = &httputil.ReverseProxy{
-		Rewrite:       h.rewrite,
-		Transport:     ws.upstream,
-		FlushInterval: -1,
-		ErrorLog:      log.New(io.Discard, "", 0),
-		ErrorHandler:  h.upstreamError,
+	rp := func(t http.RoundTripper) *httputil.ReverseProxy {
+		return &httputil.ReverseProxy{
+			Rewrite:       h.rewrite,
+			Transport:     t,
+			FlushInterval: -1,
+			ErrorLog:      log.New(io.Discard, "", 0),
+			ErrorHandler:  h.upstreamError,
+		}
 	}
+	h.rp, h.rp2 = rp(ws.upstream), rp(ws.upstream2)
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
+		Protocols:         &protos,
 		Handler:           h,
 		ReadHeaderTimeout: l7HeaderTimeout,
 		IdleTimeout:       p.cfg.IdleTimeout,
@@ -114,7 +123,7 @@ type l7Handler struct {
 	ws        *workloadState
 	conn      Connection
 	rec       Record
-	rp        *httputil.ReverseProxy
+	rp, rp2   *httputil.ReverseProxy // HTTP/1.1 and HTTP/2 requests
 	forwarded atomic.Bool
 }
 
@@ -141,7 +150,11 @@ func (h *l7Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.Int("status", status), slog.String("policy", d.Policy), slog.String("reason", d.Reason))
 	} else {
 		h.forwarded.Store(true)
-		h.rp.ServeHTTP(sw, r)
+		if r.ProtoMajor == 2 {
+			h.rp2.ServeHTTP(sw, r)
+		} else {
+			h.rp.ServeHTTP(sw, r)
+		}
 	}
 	rec.Status = sw.status
 	if rec.Status == 0 {
@@ -192,12 +205,19 @@ func (h *l7Handler) upstreamError(w http.ResponseWriter, r *http.Request, err er
 	w.WriteHeader(status)
 }
 
-// newUpstream returns the keep-alive transport of ws's L7 connections to
-// its applications; every connection is dialled from inside ws's
-// namespace with the proxy's mark.
-func (p *Proxy) newUpstream(ws *workloadState) *http.Transport {
+// newUpstream returns a keep-alive transport of ws's L7 connections to
+// its applications, HTTP/1.1 or prior-knowledge HTTP/2; every connection
+// is dialled from inside ws's namespace with the proxy's mark.
+func (p *Proxy) newUpstream(ws *workloadState, h2c bool) *http.Transport {
+	var protos http.Protocols
+	if h2c {
+		protos.SetUnencryptedHTTP2(true)
+	} else {
+		protos.SetHTTP1(true)
+	}
 	return &http.Transport{
-		Proxy: nil, // never an HTTP proxy from the agent's environment
+		Protocols: &protos,
+		Proxy:     nil, // never an HTTP proxy from the agent's environment
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 			ap, err := netip.ParseAddrPort(addr)
 			if err != nil {

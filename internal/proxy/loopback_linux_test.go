@@ -463,3 +463,50 @@ func leftoverGoroutines() []string {
 	}
 	return out
 }
+
+// TestLoopbackL7HTTP2: on an L7 port, prior-knowledge HTTP/2 (how gRPC
+// clients talk) is authorized per request and forwarded as HTTP/2, with
+// trailers.
+func TestLoopbackL7HTTP2(t *testing.T) {
+	lb := mustLoopback(t)
+	lb.authz.set(func(a *testAuthz) {
+		a.l7[lb.httpAddr.Port()] = true
+		a.denyHTTP = func(r proxy.Request) (proxy.Decision, bool) {
+			return proxy.Decision{Policy: "shop/deny-admin"}, r.Path == "/shop.Admin/Delete"
+		}
+	})
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		Protocols: &protos,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return lb.p.Dial(ctx, "shop", "client", netip.MustParseAddrPort(addr))
+		},
+	}}
+	post := func(path string) (*http.Response, string) {
+		resp, err := c.Post("http://"+lb.httpAddr.String()+path, "application/grpc", strings.NewReader("request-bytes"))
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	resp, body := post("/shop.Catalog/List")
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.Contains(body, "body=request-bytes") {
+		t.Fatalf("allowed h2c call: %s %s %q", resp.Proto, resp.Status, body)
+	}
+	if resp.Trailer.Get("Grpc-Status") != "0" {
+		t.Errorf("trailer Grpc-Status = %q, want 0 (trailers must pass)", resp.Trailer.Get("Grpc-Status"))
+	}
+	resp, body = post("/shop.Admin/Delete")
+	if resp.StatusCode != 403 || body != "RBAC: access denied" {
+		t.Fatalf("denied h2c call: %s %q", resp.Status, body)
+	}
+	r := lb.rec.wait(t, "h2c request record", func(r proxy.Record) bool {
+		return r.Kind == proxy.RecordRequest && r.Path == "/shop.Catalog/List"
+	})
+	if r.Method != "POST" || r.Status != 200 || r.BytesReceived != int64(len("request-bytes")) {
+		t.Errorf("record: %+v", r)
+	}
+}

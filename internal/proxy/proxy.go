@@ -190,7 +190,11 @@ type workloadState struct {
 	listeners []net.Listener
 	ctx       context.Context
 	cancel    context.CancelFunc
-	upstream  *http.Transport // L7 connections to the workload's applications
+	// upstream and upstream2 carry L7 requests to the workload's
+	// applications over HTTP/1.1 and over prior-knowledge HTTP/2 (h2c,
+	// what gRPC speaks), each request in the protocol it came in.
+	upstream  *http.Transport
+	upstream2 *http.Transport
 
 	mu     sync.Mutex
 	conns  map[io.Closer]struct{}
@@ -308,7 +312,7 @@ func (p *Proxy) start(w Workload) (ws *workloadState, err error) {
 		ws.capture = true
 	}
 	ws.ctx, ws.cancel = context.WithCancel(context.Background())
-	ws.upstream = p.newUpstream(ws)
+	ws.upstream, ws.upstream2 = p.newUpstream(ws, false), p.newUpstream(ws, true)
 	return ws, nil
 }
 
@@ -354,6 +358,7 @@ func (p *Proxy) removeLocked(ws *workloadState) error {
 	p.pool.closeSource(ws.w.Key())
 	ws.wg.Wait()
 	ws.upstream.CloseIdleConnections()
+	ws.upstream2.CloseIdleConnections()
 	if !ws.own() {
 		ws.ns.Close()
 	}
