@@ -13,7 +13,9 @@ import (
 // AuthorizeHTTP per request when NeedsHTTP said so.
 //
 // An error from any method, a panic, or a decision that is not an explicit
-// allow denies: the proxy fails closed.
+// allow denies: the proxy fails closed. The methods are called on the
+// connection's goroutine and must return promptly (no network calls):
+// RemoveWorkload waits for connections in progress.
 type Authorizer interface {
 	// PeerMode returns the effective peer authentication mode for
 	// plaintext connections to port of dst.

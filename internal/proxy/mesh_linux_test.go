@@ -237,6 +237,14 @@ func TestPeerAuthentication(t *testing.T) {
 	if !r.Allowed || r.SourcePrincipal != "" || r.Source.Addr() != m.other.ip4 {
 		t.Errorf("PERMISSIVE record: %+v", r)
 	}
+	// Plaintext capture works over IPv6 as well.
+	status, body = get(t, m.other.httpClient(), "http://"+hostPort(m.server.ip6, 8080)+"/from-other-v6")
+	if status != 200 || !strings.Contains(body, "path=/from-other-v6") {
+		t.Fatalf("PERMISSIVE over IPv6: %d %q", status, body)
+	}
+	m.rec.wait(t, "permissive IPv6 record", func(r proxy.Record) bool {
+		return r.Transport == proxy.TransportPlaintext && r.Allowed && r.Source.Addr() == m.other.ip6 && r.Destination == netip.AddrPortFrom(m.server.ip6, 8080)
+	})
 	m.authz.mu.Lock()
 	last := m.authz.conns[len(m.authz.conns)-1]
 	m.authz.mu.Unlock()

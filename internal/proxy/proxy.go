@@ -357,6 +357,10 @@ func (p *Proxy) removeLocked(ws *workloadState) error {
 	}
 	p.pool.closeSource(ws.w.Key())
 	ws.wg.Wait()
+	// A handler that was dialing when the pool was emptied cannot have
+	// added a live connection (its context was cancelled first), but it
+	// may have left an empty entry.
+	p.pool.closeSource(ws.w.Key())
 	ws.upstream.CloseIdleConnections()
 	ws.upstream2.CloseIdleConnections()
 	if !ws.own() {
