@@ -76,9 +76,9 @@ type addrConn struct {
 func (a *addrConn) LocalAddr() net.Addr  { return a.local }
 func (a *addrConn) RemoteAddr() net.Addr { return a.remote }
 
-// serveHTTP serves HTTP/1.1 on c until the client closes it or the
-// workload is removed, authorizing each request, then emits the
-// connection's record.
+// serveHTTP serves HTTP (1.1, or 2 with prior knowledge) on c until the
+// client closes it or the workload is removed, authorizing each request,
+// then emits the connection's record.
 func (p *Proxy) serveHTTP(ws *workloadState, c net.Conn, conn Connection, rec Record) {
 	cc := &countingConn{Conn: c}
 	h := &l7Handler{p: p, ws: ws, conn: conn, rec: rec}
@@ -104,7 +104,7 @@ func (p *Proxy) serveHTTP(ws *workloadState, c net.Conn, conn Connection, rec Re
 		ErrorLog:          log.New(io.Discard, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return ws.ctx },
 	}
-	l := newOneConnListener(cc, local(rec))
+	l := newOneConnListener(cc, net.TCPAddrFromAddrPort(rec.Destination))
 	srv.Serve(l)
 	<-l.closed
 	rec.BytesReceived, rec.BytesSent = cc.in.Load(), cc.out.Load()
@@ -114,8 +114,6 @@ func (p *Proxy) serveHTTP(ws *workloadState, c net.Conn, conn Connection, rec Re
 	}
 	p.finish(rec, rec.Start)
 }
-
-func local(rec Record) net.Addr { return net.TCPAddrFromAddrPort(rec.Destination) }
 
 // l7Handler authorizes and forwards the requests of one connection.
 type l7Handler struct {

@@ -510,3 +510,29 @@ func TestLoopbackL7HTTP2(t *testing.T) {
 		t.Errorf("record: %+v", r)
 	}
 }
+
+// panicResolver fails the way a buggy mesh view might.
+type panicResolver struct{}
+
+func (panicResolver) Resolve(netip.Addr) (proxy.Workload, bool) { panic("resolver bug") }
+
+// TestLoopbackResolverPanicRefuses: a resolver that panics must not be
+// read as "outside the mesh", which would send the bytes in the clear.
+func TestLoopbackResolverPanicRefuses(t *testing.T) {
+	lb := mustLoopback(t)
+	p, err := proxy.New(proxy.Config{Certificates: lb.certs, Resolver: panicResolver{}, Authorizer: lb.authz,
+		TrustDomain: trustDomain, Ports: proxy.Ports{HBONE: freePort(t)}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	w := lb.client
+	w.Name, w.IPs = "client3", []netip.Addr{netip.MustParseAddr("127.0.0.5")}
+	if err := p.AddWorkload(w); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := p.Dial(context.Background(), "shop", "client3", lb.httpAddr); err == nil {
+		c.Close()
+		t.Fatal("Dial with a panicking resolver connected")
+	}
+}
