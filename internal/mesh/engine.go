@@ -188,3 +188,24 @@ func (e *Engine) Authenticate(w Workload, r *http.Request) (AuthResult, int, err
 
 // PeerMode is Workload(w).PeerMode(port).
 func (e *Engine) PeerMode(w Workload, port uint16) PeerDecision { return e.Workload(w).PeerMode(port) }
+
+// NeedsHTTP reports whether deciding for this workload needs the HTTP
+// request: a RequestAuthentication applies, or an applicable authorization
+// policy has a rule with an HTTP-only attribute. The node proxy then
+// parses the connection as HTTP and asks per request; otherwise one
+// decision per connection is exact, and cheaper.
+func (v *WorkloadView) NeedsHTTP() bool {
+	if len(v.jwt.rules) > 0 {
+		return true
+	}
+	for _, ps := range [][]*authzPolicy{v.custom, v.deny, v.allow, v.audit} {
+		for _, p := range ps {
+			for i := range p.rules {
+				if p.rules[i].http {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,262 @@
+package meshnode
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+
+	"github.com/rampartsec/rampart/internal/identity"
+	"github.com/rampartsec/rampart/internal/mesh"
+	"github.com/rampartsec/rampart/internal/policy"
+	"github.com/rampartsec/rampart/internal/proxy"
+)
+
+// CiliumDeniedBody is what Cilium's proxy answers a request that no
+// rules.http entry allows.
+const CiliumDeniedBody = "Access denied"
+
+// Snapshot is the policy the proxy enforces. The agent builds a new one
+// whenever anything changes and hands it over whole, so a connection is
+// decided by one consistent state.
+type Snapshot struct {
+	// Mesh holds the Istio security policies.
+	Mesh *mesh.Engine
+	// Repo is the resolved NetworkPolicy and CiliumNetworkPolicy state the
+	// kernel's tables were compiled from; nil skips the L3/L4 and Cilium
+	// L7 checks (benchmarks). It must not be changed after Update.
+	Repo *policy.Repository
+	// Workloads are the proxy's workloads by "namespace/name".
+	Workloads map[string]Member
+}
+
+// Member is a workload the proxy serves.
+type Member struct {
+	Labels         map[string]string
+	ServiceAccount string
+	// Mesh is set for workloads in the mesh. A workload that is in the
+	// proxy only because Cilium L7 rules apply to it takes plaintext, as
+	// it would through Cilium's proxy.
+	Mesh bool
+	// L7Ports are the ports with Cilium rules.http for some peer; zero
+	// means every port.
+	L7Ports []uint16
+}
+
+// Authorizer decides for the proxy in the order the issue and Istio give:
+// the L3/L4 verdict for the inner port (the same resolved policy the
+// kernel enforces, so NetworkPolicy means the same inside the tunnel),
+// PeerAuthentication, then per HTTP request RequestAuthentication,
+// AuthorizationPolicy and Cilium rules.http. It implements
+// proxy.Authorizer.
+type Authorizer struct {
+	snap atomic.Pointer[state]
+}
+
+type state struct {
+	Snapshot
+	views map[string]*mesh.WorkloadView
+}
+
+// Update replaces the policy; connections in progress keep the decision
+// they got.
+func (a *Authorizer) Update(s Snapshot) {
+	st := &state{Snapshot: s, views: map[string]*mesh.WorkloadView{}}
+	for k, m := range s.Workloads {
+		ns, _, _ := strings.Cut(k, "/")
+		if s.Mesh != nil {
+			st.views[k] = s.Mesh.Workload(mesh.Workload{Namespace: ns, Labels: m.Labels, ServiceAccount: serviceAccount(m.ServiceAccount)})
+		}
+	}
+	a.snap.Store(st)
+}
+
+var errNoPolicy = errors.New("no policy loaded yet")
+
+func (a *Authorizer) lookup(w proxy.Workload) (*state, Member, *mesh.WorkloadView, error) {
+	st := a.snap.Load()
+	if st == nil {
+		return nil, Member{}, nil, errNoPolicy
+	}
+	m, ok := st.Workloads[w.Key()]
+	if !ok {
+		return nil, Member{}, nil, fmt.Errorf("workload %s is not served by the proxy", w.Key())
+	}
+	return st, m, st.views[w.Key()], nil
+}
+
+// PeerMode maps the workload's PeerAuthentication mode for port.
+func (a *Authorizer) PeerMode(dst proxy.Workload, port uint16) (proxy.PeerMode, error) {
+	_, m, v, err := a.lookup(dst)
+	if err != nil {
+		return proxy.PeerStrict, err
+	}
+	if !m.Mesh || v == nil {
+		return proxy.PeerPermissive, nil
+	}
+	switch v.PeerMode(port).Mode {
+	case mesh.ModeStrict:
+		return proxy.PeerStrict, nil
+	case mesh.ModeDisable:
+		return proxy.PeerDisable, nil
+	}
+	return proxy.PeerPermissive, nil
+}
+
+// NeedsHTTP is true when Istio policy looks at requests or Cilium L7 rules
+// cover the port.
+func (a *Authorizer) NeedsHTTP(dst proxy.Workload, port uint16) (bool, error) {
+	_, m, v, err := a.lookup(dst)
+	if err != nil {
+		return false, err
+	}
+	return (v != nil && v.NeedsHTTP()) || hasPort(m.L7Ports, port), nil
+}
+
+func hasPort(ports []uint16, p uint16) bool {
+	for _, q := range ports {
+		if q == 0 || q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// AuthorizeConn checks L3/L4 for the inner port, then, when requests need
+// not be parsed, AuthorizationPolicy for the connection.
+func (a *Authorizer) AuthorizeConn(c proxy.Connection) (proxy.Decision, error) {
+	st, m, v, err := a.lookup(c.Destination)
+	if err != nil {
+		return proxy.Decision{}, err
+	}
+	if d, ok := l4(st.Repo, c, nil); !ok {
+		return d, nil
+	}
+	if (v != nil && v.NeedsHTTP()) || hasPort(m.L7Ports, c.DestinationPort) {
+		return proxy.Decision{Allow: true, Reason: "decided per request"}, nil
+	}
+	if v == nil {
+		return proxy.Decision{Allow: true, Reason: "no mesh policy"}, nil
+	}
+	req := meshRequest(c)
+	return fromMesh(v.Authorize(req)), nil
+}
+
+// AuthorizeHTTP authenticates the request's JWTs, then applies
+// AuthorizationPolicy, then Cilium rules.http.
+func (a *Authorizer) AuthorizeHTTP(r proxy.Request) (proxy.Decision, error) {
+	st, m, v, err := a.lookup(r.Destination)
+	if err != nil {
+		return proxy.Decision{}, err
+	}
+	path, err := mesh.NormalizePath(r.Path, mesh.NormalizeBase)
+	if err != nil {
+		return proxy.Decision{Status: http.StatusBadRequest, Body: "bad request path", Reason: err.Error()}, nil
+	}
+	if v != nil {
+		hr := &http.Request{Method: r.Method, Host: r.Host, Header: r.Header, URL: &url.URL{Path: path, RawQuery: r.Query}}
+		auth, status, err := v.Authenticate(hr)
+		if status != http.StatusOK {
+			body := "Jwt verification fails"
+			var je *mesh.JWTError
+			if errors.As(err, &je) {
+				body = je.Reason
+			}
+			return proxy.Decision{Status: status, Body: body, Policy: auth.Policy.String(), Reason: "request authentication: " + body}, nil
+		}
+		req := meshRequest(r.Connection)
+		req.HTTP, req.Host, req.Method, req.Path, req.Headers = true, r.Host, r.Method, path, r.Header
+		if auth.Authenticated {
+			req.Auth = &auth
+		}
+		if d := fromMesh(v.Authorize(req)); !d.Allow {
+			return d, nil
+		}
+	}
+	if hasPort(m.L7Ports, r.DestinationPort) {
+		hreq := &policy.HTTPRequest{Method: r.Method, Path: path, Host: r.Host, Headers: r.Header}
+		if d, ok := l4(st.Repo, r.Connection, hreq); !ok {
+			return d, nil
+		}
+	}
+	return proxy.Decision{Allow: true}, nil
+}
+
+// meshRequest describes a connection to the mesh engine. Principals are
+// compared in Istio's form, without the spiffe:// scheme.
+func meshRequest(c proxy.Connection) mesh.Request {
+	src := c.Source.Addr().Unmap()
+	req := mesh.Request{
+		SourcePrincipal: strings.TrimPrefix(c.SourcePrincipal, "spiffe://"),
+		SourceIP:        src,
+		RemoteIP:        src,
+		DestinationPort: c.DestinationPort,
+		SNI:             c.SNI,
+	}
+	for _, ip := range c.Destination.IPs {
+		if ip.Is4() == src.Is4() {
+			req.DestinationIP = ip
+			break
+		}
+	}
+	return req
+}
+
+func fromMesh(d mesh.Decision) proxy.Decision {
+	out := proxy.Decision{Allow: d.Allow && d.Err == nil, Reason: d.Reason()}
+	if d.Action != "" {
+		out.Policy = "AuthorizationPolicy/" + d.Policy.String()
+	}
+	return out
+}
+
+// l4 applies the L3/L4 verdict of NetworkPolicy and CiliumNetworkPolicy
+// for the inner port, and with req the Cilium L7 rules. It reports false
+// with the denial when the flow is denied.
+func l4(repo *policy.Repository, c proxy.Connection, req *policy.HTTPRequest) (proxy.Decision, bool) {
+	if repo == nil {
+		return proxy.Decision{}, true
+	}
+	src := c.Source.Addr().Unmap()
+	var dstAddr netip.Addr
+	for _, ip := range c.Destination.IPs {
+		if ip.Is4() == src.Is4() {
+			dstAddr = ip
+		}
+	}
+	dst := side(repo, dstAddr)
+	if dst.Endpoint == nil {
+		return proxy.Decision{Reason: "L3/L4: destination " + dstAddr.String() + " is not a known endpoint"}, false
+	}
+	v := repo.Decide(policy.Flow{Src: side(repo, src), Dst: dst, Proto: policy.TCP, Port: c.DestinationPort, HTTP: req})
+	if v.Allowed {
+		return proxy.Decision{Allow: true}, true
+	}
+	dec := v.Ingress
+	if v.Egress.Allowed == false {
+		dec = v.Egress
+	}
+	d := proxy.Decision{Reason: "L3/L4: " + dec.Explain()}
+	if dec.Rule != nil {
+		d.Policy = dec.Rule.Origin.Policy()
+	}
+	if dec.Reason == policy.L7Denied {
+		d.Status, d.Body = http.StatusForbidden, CiliumDeniedBody
+		d.Reason = "Cilium L7: " + dec.Explain()
+		if len(dec.L7) > 0 {
+			d.Policy = dec.L7[0].Origin.Policy()
+		}
+	}
+	return d, false
+}
+
+// side finds the endpoint that owns addr, else treats addr as the world.
+func side(repo *policy.Repository, addr netip.Addr) policy.Side {
+	if e := repo.EndpointByAddr(addr.String()); e != nil {
+		return policy.Side{Endpoint: e, Identity: e.Identity, Addr: addr}
+	}
+	return policy.Side{Identity: identity.Reserved(identity.World), Addr: addr}
+}
