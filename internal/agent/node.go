@@ -84,6 +84,7 @@ type Node struct {
 	state *desired   // objects from the store, as last reconciled
 	ids   *RuleIDs
 	flows *FlowLog
+	mesh  *nodeMesh
 
 	metrics *metrics
 }
@@ -200,10 +201,11 @@ func (n *Node) open(ctx context.Context) error {
 		return fmt.Errorf("endpoints: %w", err)
 	}
 	n.eps.SetLogger(n.log.With("component", "endpoint"))
-	return nil
+	return n.openMesh()
 }
 
 func (n *Node) close() {
+	n.mesh.close()
 	if n.eps != nil {
 		n.eps.Close()
 	}

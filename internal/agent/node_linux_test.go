@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "server":
 		serve()
+	case "httpserver":
+		serveHTTP()
 	case "sleep":
 		time.Sleep(time.Hour)
 	case "node":

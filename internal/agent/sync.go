@@ -47,6 +47,10 @@ func (n *Node) loadDesired(ctx context.Context) ([]*resource.Object, int64, erro
 		switch o.Kind {
 		case "Namespace", "NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy":
 			out = append(out, o)
+		default:
+			if isMeshKind(o) {
+				out = append(out, o)
+			}
 		}
 	}
 	return out, rev, nil
@@ -92,6 +96,10 @@ func (n *Node) reconcile(ctx context.Context) error {
 			d.addrs[a] = pe.Ref()
 		}
 	}
+	plan, err := planMesh(objs, d)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	var ipc []datapath.IdentityEntry
 	for _, ep := range eps {
@@ -99,7 +107,7 @@ func (n *Node) reconcile(ctx context.Context) error {
 		if pe == nil {
 			continue
 		}
-		if err := n.program(ep, pe, repo); err != nil {
+		if err := n.program(ep, pe, repo, plan); err != nil {
 			errs = append(errs, fmt.Errorf("endpoint %s: %w", ep.Key(), err))
 			continue
 		}
@@ -109,6 +117,9 @@ func (n *Node) reconcile(ctx context.Context) error {
 	}
 	ipc = append(ipc, hostIdentities(d.local)...)
 	if err := n.syncIPCache(ipc); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.syncMesh(ctx, d, plan); err != nil {
 		errs = append(errs, err)
 	}
 	n.state = d
@@ -122,9 +133,18 @@ func (n *Node) reconcile(ctx context.Context) error {
 }
 
 // program writes one endpoint's configuration and policy rows.
-func (n *Node) program(ep endpoint.Endpoint, pe *policy.Endpoint, repo *policy.Repository) error {
+func (n *Node) program(ep endpoint.Endpoint, pe *policy.Endpoint, repo *policy.Repository, plan *meshPlan) error {
 	id := datapath.EndpointID(ep.ID)
-	c, err := Compile(id, pe.Identity.ID, repo.Table(pe, policy.Ingress), repo.Table(pe, policy.Egress), n.ids, 0)
+	in, eg := repo.Table(pe, policy.Ingress), repo.Table(pe, policy.Egress)
+	if len(plan.ids) > 0 {
+		if m, ok := plan.members[ep.Key()]; ok && m.Mesh {
+			in = tunnelTable(in, plan.ids, true)
+		}
+		eg = tunnelTable(eg, plan.ids, false)
+	}
+	// L7 rules compile to plain allows: the proxy, not a kernel redirect,
+	// filters their requests, through capture in the workload's namespace.
+	c, err := Compile(id, pe.Identity.ID, in, eg, n.ids, 0)
 	if err != nil {
 		return err
 	}

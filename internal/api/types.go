@@ -106,6 +106,8 @@ type FlowPeer struct {
 	Port     uint16 `json:"port,omitempty"`
 	Identity uint32 `json:"identity"`
 	Name     string `json:"name"` // namespace/name of an endpoint, or a reserved identity's name
+	// Principal is the peer's SPIFFE ID, in proxy records of mutual TLS.
+	Principal string `json:"principal,omitempty"`
 }
 
 // Flow is one flow event from the datapath.
@@ -121,6 +123,19 @@ type Flow struct {
 	DropReason string    `json:"dropReason,omitempty"`
 	Policy     string    `json:"policy,omitempty"` // the deciding rule, "Kind/ns/name path"
 	Bytes      uint32    `json:"bytes"`
+
+	// Layer is "kernel" for the datapath's records (empty in older
+	// nodes' output) and "proxy" for the node proxy's. The fields below
+	// are the proxy's.
+	Layer     string        `json:"layer,omitempty"`
+	Transport string        `json:"transport,omitempty"` // HBONE or plaintext
+	Kind      string        `json:"kind,omitempty"`      // connection or request
+	Method    string        `json:"method,omitempty"`
+	Path      string        `json:"path,omitempty"`
+	Status    int           `json:"status,omitempty"`
+	Latency   time.Duration `json:"latency,omitempty"`
+	BytesIn   int64         `json:"bytesIn,omitempty"`  // client to application
+	BytesOut  int64         `json:"bytesOut,omitempty"` // application to client
 }
 
 // Status summarises the node.

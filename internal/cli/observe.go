@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -66,11 +67,22 @@ func formatFlow(fl api.Flow) string {
 			}
 			addr = fmt.Sprintf("%s:%d", addr, p.Port)
 		}
+		if p.Principal != "" {
+			return fmt.Sprintf("%s %s [%s]", p.Name, addr, p.Principal)
+		}
 		return fmt.Sprintf("%s %s (%d)", p.Name, addr, p.Identity)
 	}
 	proto := fl.Protocol
 	if fl.ICMPType != nil {
 		proto = fmt.Sprintf("%s type %d", fl.Protocol, *fl.ICMPType)
+	}
+	if fl.Layer == "proxy" {
+		// The proxy's records: a connection through it, or one HTTP
+		// request with its answer.
+		proto = "TCP/" + fl.Transport
+		if fl.Kind == "request" {
+			proto = fmt.Sprintf("HTTP %s %s -> %d %s", fl.Method, fl.Path, fl.Status, fl.Latency.Round(time.Microsecond))
+		}
 	}
 	line := fmt.Sprintf("%s  %s -> %s  %s  %s", fl.Time.Format("15:04:05.000"), peer(fl.Source), peer(fl.Dest), proto, fl.Verdict)
 	if fl.DropReason != "" {

@@ -1,0 +1,334 @@
+package agent_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rampartsec/rampart/internal/api"
+	"github.com/rampartsec/rampart/internal/proxy"
+)
+
+// serveHTTP answers HTTP on 8080 with who asked, and echoes on TCP 8081.
+func serveHTTP() {
+	go serve8081()
+	err := http.ListenAndServe(":8080", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s\n", r.URL.Path)
+	}))
+	fmt.Println("http:", err)
+	os.Exit(1)
+}
+
+func serve8081() {
+	l, err := net.Listen("tcp", ":8081")
+	if err != nil {
+		fmt.Println("listen:", err)
+		os.Exit(1)
+	}
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() { io.Copy(c, c); c.Close() }()
+	}
+}
+
+const meshYAML = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: bank, labels: {rampart.io/mesh: enabled}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: bank}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: server-http, namespace: bank}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress:
+  - from: [{podSelector: {}}]
+    ports: [{port: 8080}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-client, namespace: bank}
+spec:
+  selector: {matchLabels: {app: server}}
+  action: ALLOW
+  rules: [{from: [{source: {principals: ["cluster.local/ns/bank/sa/client"]}}]}]
+`
+
+// TestMeshEndToEnd runs two workloads in a mesh-enabled namespace: they
+// talk over mutual TLS with no change to either program, an
+// AuthorizationPolicy that allows one principal makes another get 403, a
+// capture of the client's veth shows no plaintext, and a process that goes
+// around the proxy is stopped by the kernel (a port L3/L4 policy does not
+// open) or by STRICT peer authentication (a port it does).
+func TestMeshEndToEnd(t *testing.T) {
+	needRoot(t)
+	t.Parallel()
+	dir := t.TempDir()
+	n := startNode(t, dir+"/state", "10.233.0.0/24", "fd00:233::/64")
+	t.Cleanup(func() {
+		n.kill()
+		if _, err := agentCleanup(dir + "/state"); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	n.apply(meshYAML)
+	server := n.runSA("server", "bank", "server", map[string]string{"app": "server"}, "httpserver")
+	client := n.runSA("client", "bank", "client", map[string]string{"app": "client"}, "sleep")
+	intruder := n.runSA("intruder", "bank", "intruder", map[string]string{"app": "intruder"}, "sleep")
+	if !waitHTTP(t, client.NetNS, server.IPv4) {
+		for _, f := range collectFlows(t, n, api.FlowFilter{}) {
+			t.Logf("flow %+v", f)
+		}
+		t.Fatalf("server %s did not answer through the mesh; node log:\n%s", server.IPv4, n.logs)
+	}
+
+	// Mutual TLS, transparently: a plain HTTP GET from the client.
+	for _, addr := range []string{server.IPv4, "[" + server.IPv6 + "]"} {
+		status, body := meshGet(t, client.NetNS, "http://"+addr+":8080/hello")
+		if status != 200 || body != "hello /hello\n" {
+			t.Errorf("client GET via %s = %d %q, want 200 %q", addr, status, body, "hello /hello\n")
+		}
+	}
+	// The other principal: 403 from the proxy, as Istio answers.
+	if status, body := meshGet(t, intruder.NetNS, "http://"+server.IPv4+":8080/hello"); status != 403 || body != "RBAC: access denied" {
+		t.Errorf("intruder GET = %d %q, want 403 %q", status, body, "RBAC: access denied")
+	}
+
+	// Nothing readable on the wire: capture the client's host-side veth.
+	capt := startHostCapture(t, client.Interface)
+	const marker = "rampart-secret-marker-7f3a"
+	if status, _ := meshGet(t, client.NetNS, "http://"+server.IPv4+":8080/"+marker); status != 200 {
+		t.Errorf("GET during capture = %d, want 200", status)
+	}
+	frames := capt.stop()
+	var tls13, plain int
+	for _, f := range frames {
+		if bytes.Contains(f, []byte(marker)) {
+			plain++
+		}
+		if bytes.Contains(f, []byte{0x17, 0x03, 0x03}) {
+			tls13++
+		}
+	}
+	if plain > 0 || tls13 == 0 {
+		t.Errorf("capture on %s: %d frames, %d with the plaintext marker (want 0), %d with TLS application data (want > 0)", client.Interface, len(frames), plain, tls13)
+	}
+
+	// Around the proxy: a socket with the proxy's mark is not captured.
+	// To a port no policy opens, the kernel drops it.
+	if bypassReached(t, client.NetNS, server.IPv4, 8081) {
+		t.Error("bypass to port 8081 (not allowed by NetworkPolicy) reached the server")
+	}
+	// To the allowed port, the server's proxy refuses plaintext (STRICT).
+	if bypassReached(t, client.NetNS, server.IPv4, 8080) {
+		t.Error("plaintext bypass to port 8080 was answered under STRICT")
+	}
+
+	// Flows: the proxy's request records with principals, the kernel's
+	// drop of the bypass.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		flows := collectFlows(t, n, api.FlowFilter{})
+		var allowed, denied, kernelDrop bool
+		for _, f := range flows {
+			switch {
+			case f.Layer == "proxy" && f.Kind == "request" && f.Status == 200 && f.Source.Principal == "spiffe://cluster.local/ns/bank/sa/client":
+				allowed = true
+			case f.Layer == "proxy" && f.Kind == "request" && f.Status == 403 && strings.Contains(f.Policy+f.DropReason, "only-client"):
+				denied = true
+			case f.Layer != "proxy" && f.Verdict == "DROPPED" && f.Dest.Port == 8081 && f.Source.Name == "bank/client":
+				kernelDrop = true
+			}
+		}
+		if allowed && denied && kernelDrop {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("flows: allowed request with principal %v, 403 by only-client %v, kernel drop of the bypass %v", allowed, denied, kernelDrop)
+			for _, f := range flows {
+				t.Logf("%+v", f)
+			}
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (n *testNode) runSA(name, ns, sa string, labels map[string]string, workload string) api.Endpoint {
+	n.t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	ep, err := n.c.Run(context.Background(), api.RunRequest{
+		Name: name, Namespace: ns, Labels: labels, ServiceAccount: sa,
+		Ports:   []api.Port{{Name: "http", Port: 8080, Protocol: "TCP"}, {Name: "echo", Port: 8081, Protocol: "TCP"}},
+		Command: []string{"/usr/bin/env", "RAMPART_TEST_WORKLOAD=" + workload, exe},
+	})
+	if err != nil {
+		n.t.Fatalf("run %s: %v", name, err)
+	}
+	return *ep
+}
+
+// meshGet does a plain GET from inside nsPath, as an unmodified
+// application would. The connection is opened on the calling thread, which
+// is in the namespace (net/http would dial from another goroutine, on a
+// thread outside it).
+func meshGet(t *testing.T, nsPath, rawURL string) (int, string) {
+	t.Helper()
+	var (
+		status int
+		body   string
+	)
+	inNetNS(t, nsPath, func() {
+		req, err := http.NewRequest("GET", rawURL, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		c, err := net.DialTimeout("tcp", req.URL.Host, 3*time.Second)
+		if err != nil {
+			t.Logf("GET %s: %v", rawURL, err)
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		req.Close = true
+		if err := req.Write(c); err != nil {
+			t.Logf("GET %s: %v", rawURL, err)
+			return
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), req)
+		if err != nil {
+			t.Logf("GET %s: %v", rawURL, err)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		status, body = resp.StatusCode, string(b)
+	})
+	return status, body
+}
+
+// waitHTTP waits for the server to answer through the mesh.
+func waitHTTP(t *testing.T, nsPath, addr string) bool {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if status, _ := meshGet(t, nsPath, "http://"+addr+":8080/ready"); status == 200 {
+			return true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
+}
+
+// bypassReached connects from nsPath with the proxy's socket mark, which
+// the capture rules exempt, sends a line and reports whether it came back.
+func bypassReached(t *testing.T, nsPath, addr string, port int) bool {
+	t.Helper()
+	var ok bool
+	inNetNS(t, nsPath, func() {
+		d := net.Dialer{Timeout: time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(proxy.SocketMark)) })
+			if err != nil {
+				return err
+			}
+			return serr
+		}}
+		c, err := d.Dial("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if port == 8080 {
+			c.SetDeadline(time.Now().Add(time.Second))
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			b, _ := io.ReadAll(io.LimitReader(c, 64))
+			ok = len(b) > 0
+			return
+		}
+		ok = echo(c)
+	})
+	return ok
+}
+
+// hostCapture records every frame of a root-namespace interface through an
+// AF_PACKET socket, as tcpdump does.
+type hostCapture struct {
+	fd      int
+	mu      sync.Mutex
+	frames  [][]byte
+	stopped atomic.Bool
+	done    chan struct{}
+}
+
+func startHostCapture(t *testing.T, ifname string) *hostCapture {
+	t.Helper()
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proto := int(uint16(unix.ETH_P_ALL)<<8 | uint16(unix.ETH_P_ALL)>>8)
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifi.Index}); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 50000}); err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	hc := &hostCapture{fd: fd, done: make(chan struct{})}
+	go func() {
+		defer close(hc.done)
+		buf := make([]byte, 65536)
+		for !hc.stopped.Load() {
+			n, _, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil || n <= 0 {
+				continue
+			}
+			hc.mu.Lock()
+			hc.frames = append(hc.frames, bytes.Clone(buf[:n]))
+			hc.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { hc.stop() })
+	return hc
+}
+
+func (hc *hostCapture) stop() [][]byte {
+	if !hc.stopped.Swap(true) {
+		<-hc.done
+		unix.Close(hc.fd)
+	}
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	return hc.frames
+}
