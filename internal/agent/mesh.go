@@ -131,7 +131,14 @@ func planMesh(objs []*resource.Object, d *desired) (*meshPlan, error) {
 		if !inMesh && len(l7) == 0 {
 			continue
 		}
-		p.members[key] = meshnode.Member{Labels: pe.Labels, ServiceAccount: pe.ServiceAccount, Mesh: inMesh, L7Ports: l7}
+		mem := meshnode.Member{Labels: pe.Labels, ServiceAccount: pe.ServiceAccount, Mesh: inMesh, L7Ports: l7}
+		for name, np := range pe.NamedPorts {
+			if np.Proto == policy.TCP && meshnode.IsHTTPPortName(name) {
+				mem.HTTPPorts = append(mem.HTTPPorts, np.Port)
+			}
+		}
+		slices.Sort(mem.HTTPPorts)
+		p.members[key] = mem
 		if inMesh {
 			p.ids[pe.Identity.ID] = true
 		}

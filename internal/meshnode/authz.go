@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -44,6 +45,27 @@ type Member struct {
 	// L7Ports are the ports with Cilium rules.http for some peer; zero
 	// means every port.
 	L7Ports []uint16
+	// HTTPPorts are ports that speak HTTP by Istio's protocol selection
+	// (a port named http, http-*, http2, grpc...): requests on them are
+	// decided one by one, so a denial is an HTTP 403, not a reset.
+	HTTPPorts []uint16
+}
+
+// IsHTTPPortName reports whether a port name selects HTTP under Istio's
+// explicit protocol selection: "<protocol>[-<suffix>]" with protocol http,
+// http2 or grpc (grpc-web too).
+func IsHTTPPortName(name string) bool {
+	proto, _, _ := strings.Cut(strings.ToLower(name), "-")
+	switch proto {
+	case "http", "http2", "grpc":
+		return true
+	}
+	return false
+}
+
+// parsesHTTP reports whether connections to port are parsed as HTTP.
+func (m Member) parsesHTTP(v *mesh.WorkloadView, port uint16) bool {
+	return (v != nil && v.NeedsHTTP()) || hasPort(m.L7Ports, port) || slices.Contains(m.HTTPPorts, port)
 }
 
 // Authorizer decides for the proxy in the order the issue and Istio give:
@@ -113,7 +135,7 @@ func (a *Authorizer) NeedsHTTP(dst proxy.Workload, port uint16) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return (v != nil && v.NeedsHTTP()) || hasPort(m.L7Ports, port), nil
+	return m.parsesHTTP(v, port), nil
 }
 
 func hasPort(ports []uint16, p uint16) bool {
@@ -135,7 +157,7 @@ func (a *Authorizer) AuthorizeConn(c proxy.Connection) (proxy.Decision, error) {
 	if d, ok := l4(st.Repo, c, nil); !ok {
 		return d, nil
 	}
-	if (v != nil && v.NeedsHTTP()) || hasPort(m.L7Ports, c.DestinationPort) {
+	if m.parsesHTTP(v, c.DestinationPort) {
 		return proxy.Decision{Allow: true, Reason: "decided per request"}, nil
 	}
 	if v == nil {

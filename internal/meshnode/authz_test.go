@@ -195,3 +195,15 @@ func TestUnknownWorkloadFailsClosed(t *testing.T) {
 		t.Errorf("PeerMode(server) = %v, %v; want PERMISSIVE (Istio's default)", m, err)
 	}
 }
+
+// TestHTTPPortNames checks Istio's protocol selection by port name.
+func TestHTTPPortNames(t *testing.T) {
+	for name, want := range map[string]bool{
+		"http": true, "http-web": true, "HTTP": true, "http2": true, "grpc": true, "grpc-web": true,
+		"https": false, "tcp": false, "mongo": false, "": false, "httpx": false, "tls-http": false,
+	} {
+		if got := meshnode.IsHTTPPortName(name); got != want {
+			t.Errorf("IsHTTPPortName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
