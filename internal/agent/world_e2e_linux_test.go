@@ -18,6 +18,7 @@ import (
 	"github.com/rampartsec/rampart/internal/agent"
 	"github.com/rampartsec/rampart/internal/api"
 	"github.com/rampartsec/rampart/internal/cli"
+	"github.com/rampartsec/rampart/internal/nodecli"
 )
 
 // worldNS creates a network namespace standing for a server outside the
@@ -274,7 +275,11 @@ spec:
 
 	t.Run("down --cleanup leaves nothing behind", func(t *testing.T) {
 		n.kill()
-		out, errs, code := runCLI("", "down", "--cleanup", "--state-dir", state)
+		// rampart down hands over to rampart-node; run the daemon's
+		// command line directly.
+		var outb, errb bytes.Buffer
+		code := nodecli.Main([]string{"down", "--cleanup", "--state-dir", state}, strings.NewReader(""), &outb, &errb)
+		out, errs := outb.String(), errb.String()
 		if code != 0 {
 			t.Fatalf("down --cleanup = %d\n%s%s", code, out, errs)
 		}
