@@ -253,7 +253,9 @@ func bypassReached(t *testing.T, nsPath, addr string, port int) bool {
 	inNetNS(t, nsPath, func() {
 		d := net.Dialer{Timeout: time.Second, Control: func(_, _ string, c syscall.RawConn) error {
 			var serr error
-			err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(proxy.SocketMark)) })
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(proxy.SocketMark))
+			})
 			if err != nil {
 				return err
 			}
