@@ -34,6 +34,8 @@ func (n *Node) handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/endpoints/{ns}/{name}", n.handleStop)
 	mux.HandleFunc("GET /v1/endpoints/{ns}/{name}/logs", n.handleLogs)
 	mux.HandleFunc("GET /v1/flows", n.handleFlows)
+	mux.HandleFunc("GET /v1/ca", n.handleCA)
+	mux.HandleFunc("POST /v1/ca/rotate", n.handleRotateCA)
 	return http.MaxBytesHandler(mux, maxBody)
 }
 

@@ -201,3 +201,15 @@ func (c *Client) Flows(ctx context.Context, f FlowFilter, fn func(Flow) error) e
 	}
 	return sc.Err()
 }
+
+// CA returns the node CA's state and its workloads' certificates.
+func (c *Client) CA(ctx context.Context) (*CAStatus, error) {
+	var out CAStatus
+	return &out, c.do(ctx, http.MethodGet, "/v1/ca", nil, &out)
+}
+
+// RotateCA takes one step of a root rotation.
+func (c *Client) RotateCA(ctx context.Context, step string) (*CAStatus, error) {
+	var out CAStatus
+	return &out, c.do(ctx, http.MethodPost, "/v1/ca/rotate", RotateRequest{Step: step}, &out)
+}

@@ -3,6 +3,8 @@ package api
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/rampartsec/rampart/internal/ca"
 )
 
 // DefaultSocket is where the node listens and the CLI connects unless
@@ -166,4 +168,28 @@ type FlowFilterSpec struct {
 	Verdict   string `json:"verdict,omitempty"`
 	Namespace string `json:"namespace,omitempty"`
 	Pod       string `json:"pod,omitempty"`
+}
+
+// CAStatus is the node CA's state and the certificates of the node's mesh
+// workloads, for `rampart cert list`.
+type CAStatus struct {
+	ca.Status
+	Workloads []WorkloadCert `json:"workloads"`
+}
+
+// WorkloadCert is the current certificate of one mesh workload.
+type WorkloadCert struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	ca.LeafInfo
+	// Chain is the certificate chain in PEM, leaf first, for `rampart cert
+	// show`.
+	Chain string `json:"chain,omitempty"`
+}
+
+// RotateRequest asks the CA to take one step of a root rotation: "start"
+// (a new root joins the bundle), "promote" (the new root signs now) or
+// "finish" (the old root leaves the bundle now).
+type RotateRequest struct {
+	Step string `json:"step"`
 }

@@ -77,6 +77,7 @@ func NewRoot(s Streams) *cobra.Command {
 		newPolicyCmd(s),
 		newAuditCmd(s),
 		newGuardrailCmd(s),
+		newCertCmd(s),
 	)
 	return root
 }
