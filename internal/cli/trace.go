@@ -23,6 +23,14 @@ type traceOpts struct {
 	httpMethod, httpPath string
 	httpHeaders          []string
 	output               string
+
+	// Mesh options (trace_mesh.go). oldHeaders collects the --http-header
+	// spelling, kept as a hidden alias of --header.
+	oldHeaders   []string
+	jwt, jwtFile string
+	fromSA, toSA string
+	plaintext    bool
+	trustDomain  string
 }
 
 func newPolicyTraceCmd(s Streams) *cobra.Command {
@@ -34,7 +42,17 @@ func newPolicyTraceCmd(s Streams) *cobra.Command {
 egress side of the source and the ingress side of the destination, what decided:
 the policy and rule, "not selected by any policy: allowed" or "selected by P, no
 rule allows: denied". --from and --to take NAMESPACE/NAME (or KIND/NAMESPACE/NAME),
-an IP address, or "host" or "world".`,
+an IP address, or "host" or "world".
+
+When the input holds Istio security policies (AuthorizationPolicy,
+PeerAuthentication, RequestAuthentication) or the destination's namespace is
+labelled rampart.io/mesh=enabled, trace also follows the flow through the mesh
+and prints each layer in the order the node enforces them, stopping at the
+first deny: L3/L4, PeerAuthentication, RequestAuthentication,
+AuthorizationPolicy, Cilium rules.http. The source is in the mesh (principal
+<trust domain>/ns/<ns>/sa/<sa>) unless --plaintext. Give --method and --path
+(and --header, --jwt) to trace an HTTP request; without them trace follows a
+connection. Keys behind a jwksUri are never fetched: trace is offline.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runTrace(cmd, s, o)
@@ -46,10 +64,18 @@ an IP address, or "host" or "world".`,
 	f.StringVar(&o.to, "to", "", "destination: NAMESPACE/NAME, IP, host or world")
 	f.StringVar(&o.port, "port", "", "destination port number or name (ICMP: the type; default echo request)")
 	f.StringVar(&o.protocol, "protocol", "TCP", "TCP, UDP, SCTP, ICMP or ICMPv6")
-	f.StringVar(&o.httpMethod, "http-method", "", "HTTP method, to evaluate L7 rules")
-	f.StringVar(&o.httpPath, "http-path", "", "HTTP path, to evaluate L7 rules")
-	f.StringSliceVar(&o.httpHeaders, "http-header", nil, "HTTP header \"Name: value\", to evaluate L7 rules")
+	f.StringVar(&o.httpMethod, "method", "", "HTTP method, to evaluate L7 rules and mesh policy (default GET when tracing a request)")
+	f.StringVar(&o.httpPath, "path", "", "HTTP path with optional ?query (default /)")
+	f.StringArrayVar(&o.httpHeaders, "header", nil, "HTTP header \"Name: value\" (repeatable)")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	// The first spellings of the HTTP flags stay as hidden aliases.
+	f.StringVar(&o.httpMethod, "http-method", "", "alias of --method")
+	f.StringVar(&o.httpPath, "http-path", "", "alias of --path")
+	f.StringArrayVar(&o.oldHeaders, "http-header", nil, "alias of --header")
+	for _, n := range []string{"http-method", "http-path", "http-header"} {
+		_ = f.MarkHidden(n)
+	}
+	addMeshTraceFlags(cmd, &o)
 	return cmd
 }
 
@@ -67,17 +93,32 @@ func runTrace(cmd *cobra.Command, s Streams, o traceOpts) error {
 	if o.port == "" && !proto.IsICMP() {
 		return usageError("--port is required for %s", proto)
 	}
-	repo, _, err := loadRepository(cmd.Context(), o.files, s.In, s.Err)
+	o.httpHeaders = append(o.oldHeaders, o.httpHeaders...)
+	req, err := parseHTTPFlags(o)
 	if err != nil {
 		return err
 	}
-	src, err := resolveSide(repo, o.from)
+	mo, err := parseMeshFlags(cmd, o)
 	if err != nil {
-		return usageError("--from: %v", err)
+		return err
 	}
-	dst, err := resolveSide(repo, o.to)
+	repo, objs, err := loadRepository(cmd.Context(), o.files, s.In, s.Err)
 	if err != nil {
-		return usageError("--to: %v", err)
+		return err
+	}
+	src, dst, err := resolveSides(repo, o)
+	if err != nil {
+		return err
+	}
+	if mo.overridesServiceAccount() {
+		// The service account is part of a workload's identity, so the
+		// repository is rebuilt with the workloads running as the flags say.
+		if repo, err = mo.applyServiceAccounts(cmd.Context(), objs, src, dst); err != nil {
+			return err
+		}
+		if src, dst, err = resolveSides(repo, o); err != nil {
+			return err
+		}
 	}
 	policy.PickAddrs(&src, &dst)
 	port, err := resolvePort(o.port, proto, dst)
@@ -85,29 +126,71 @@ func runTrace(cmd *cobra.Command, s Streams, o traceOpts) error {
 		return usageError("--port: %v", err)
 	}
 	flow := policy.Flow{Src: src, Dst: dst, Proto: proto, Port: port}
-	if o.httpMethod != "" || o.httpPath != "" || len(o.httpHeaders) > 0 {
-		req := &policy.HTTPRequest{Method: o.httpMethod, Path: o.httpPath, Headers: http.Header{}}
-		if req.Method == "" {
-			req.Method = "GET"
-		}
-		if req.Path == "" {
-			req.Path = "/"
-		}
-		for _, h := range o.httpHeaders {
-			name, val, ok := strings.Cut(h, ":")
-			if !ok {
-				return usageError("--http-header %q: want \"Name: value\"", h)
-			}
-			http.Header(req.Headers).Add(strings.TrimSpace(name), strings.TrimSpace(val))
-		}
-		flow.HTTP = req
+	if hasMesh(objs, repo, dst) {
+		return runMeshTrace(s, o, mo, objs, repo, flow, req)
+	}
+	if err := mo.needsMesh(); err != nil {
+		return err
+	}
+	if req != nil {
+		flow.HTTP = &req.HTTPRequest
 	}
 	v := repo.Decide(flow)
 	if o.output == "json" {
-		return writeTraceJSON(s.Out, flow, v)
+		return writeTraceJSON(s.Out, traceJSONOf(flow, v))
 	}
 	writeTraceTable(s.Out, flow, v)
 	return nil
+}
+
+// traceRequest is the HTTP request the flags describe. Path is as given;
+// the mesh trace normalizes it as the node proxy does.
+type traceRequest struct {
+	policy.HTTPRequest
+	// Header is HTTPRequest.Headers as an http.Header.
+	Header http.Header
+}
+
+// parseHTTPFlags returns the request of --method, --path and --header, or
+// nil when none is given. Host goes to the request's host, as net/http
+// and Envoy keep it.
+func parseHTTPFlags(o traceOpts) (*traceRequest, error) {
+	if o.httpMethod == "" && o.httpPath == "" && len(o.httpHeaders) == 0 && o.jwt == "" && o.jwtFile == "" {
+		return nil, nil
+	}
+	req := &traceRequest{Header: http.Header{}}
+	req.Method, req.Path, req.Headers = o.httpMethod, o.httpPath, req.Header
+	if req.Method == "" {
+		req.Method = "GET"
+	}
+	if req.Path == "" {
+		req.Path = "/"
+	}
+	for _, h := range o.httpHeaders {
+		name, val, ok := strings.Cut(h, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, usageError("--header %q: want \"Name: value\"", h)
+		}
+		val = strings.TrimSpace(val)
+		if strings.EqualFold(name, "Host") {
+			req.Host = val
+			continue
+		}
+		req.Header.Add(name, val)
+	}
+	return req, nil
+}
+
+// resolveSides resolves --from and --to.
+func resolveSides(repo *policy.Repository, o traceOpts) (src, dst policy.Side, err error) {
+	if src, err = resolveSide(repo, o.from); err != nil {
+		return src, dst, usageError("--from: %v", err)
+	}
+	if dst, err = resolveSide(repo, o.to); err != nil {
+		return src, dst, usageError("--to: %v", err)
+	}
+	return src, dst, nil
 }
 
 // resolveSide turns a --from/--to value into a flow side.
@@ -189,7 +272,12 @@ func writeTraceTable(w io.Writer, f policy.Flow, v policy.Verdict) {
 	fmt.Fprintf(tw, "VERDICT\t%s\n", strings.ToUpper(verdictWord(v.Allowed)))
 	tw.Flush()
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	writeTraceSides(w, f, v)
+}
+
+// writeTraceSides prints what decided the egress and ingress sides.
+func writeTraceSides(w io.Writer, f policy.Flow, v policy.Verdict) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, d := range []struct {
 		name string
 		side policy.Side
@@ -210,6 +298,8 @@ func portString(proto policy.Protocol, port uint16) string {
 	return fmt.Sprintf("%d/%s", port, proto)
 }
 
+// traceJSON is the -o json output. The mesh fields are set only when the
+// flow goes through the mesh; docs/policy-semantics.md documents them.
 type traceJSON struct {
 	Verdict  string       `json:"verdict"`
 	From     sideJSON     `json:"from"`
@@ -218,6 +308,13 @@ type traceJSON struct {
 	Protocol string       `json:"protocol"`
 	Egress   decisionJSON `json:"egress"`
 	Ingress  decisionJSON `json:"ingress"`
+
+	Principal string       `json:"principal,omitempty"`
+	Layers    []traceLayer `json:"layers,omitempty"`
+	DecidedBy string       `json:"decidedBy,omitempty"`
+	Answer    string       `json:"answer,omitempty"`
+	Caveat    string       `json:"caveat,omitempty"`
+	Notes     []string     `json:"notes,omitempty"`
 }
 
 type sideJSON struct {
@@ -273,12 +370,16 @@ func toDecisionJSON(d policy.Decision) decisionJSON {
 	return out
 }
 
-func writeTraceJSON(w io.Writer, f policy.Flow, v policy.Verdict) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(traceJSON{
+func traceJSONOf(f policy.Flow, v policy.Verdict) traceJSON {
+	return traceJSON{
 		Verdict: verdictWord(v.Allowed), From: toSideJSON(f.Src), To: toSideJSON(f.Dst),
 		Port: f.Port, Protocol: f.Proto.String(),
 		Egress: toDecisionJSON(v.Egress), Ingress: toDecisionJSON(v.Ingress),
-	})
+	}
+}
+
+func writeTraceJSON(w io.Writer, t traceJSON) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(t)
 }
