@@ -146,6 +146,22 @@ func TestMeshEndToEnd(t *testing.T) {
 		t.Error("plaintext bypass to port 8080 was answered under STRICT")
 	}
 
+	// PERMISSIVE accepts plaintext, which then meets authorization with
+	// no principal: the proxy answers it, with a 403 here.
+	n.apply(`
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: bank}
+spec: {mtls: {mode: PERMISSIVE}}
+`)
+	reached := false
+	for deadline := time.Now().Add(5 * time.Second); !reached && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		reached = bypassReached(t, client.NetNS, server.IPv4, 8080)
+	}
+	if !reached {
+		t.Error("plaintext to port 8080 under PERMISSIVE was not answered")
+	}
+
 	// Certificates: the CLI lists each workload's SPIFFE ID; a root
 	// rotation starts without breaking traffic.
 	var out, errb bytes.Buffer
