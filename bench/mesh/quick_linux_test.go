@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+// requirePrivileged skips a test that must run as root, but only outside
+// CI: in CI a missing privilege is a broken runner, and a skip there would
+// hide that the benchmark was never run.
+func requirePrivileged(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "" {
+		t.Skip("runs as root, as the benchmark is run; run as root or with CI set to fail instead")
+	}
+	t.Fatal("CI is set but the test is not running as root")
+}
+
+// logWriter sends progress lines to the test log.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestQuickRun keeps the benchmark from rotting: the quick mode must start
+// every configuration, pass the set-up checks (the request succeeds
+// through each, (c)'s policy denies the admin path), measure both loads,
+// read the proxies' CPU and memory, find that (c)'s server side authorized
+// every request by the policy's last rule, and print the report. (d) is
+// left out, with a message, when nginx is not installed.
+func TestQuickRun(t *testing.T) {
+	requirePrivileged(t)
+	configs := "a,b,c,d"
+	if _, _, err := nginxVersion("nginx"); errors.Is(err, errNoNginx) {
+		configs = "a,b,c"
+		t.Run("d", func(t *testing.T) { t.Skipf("nginx comparison skipped: %v", err) })
+	}
+	o, err := parseFlags([]string{"-quick", "-configs", configs}, logWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range o.configs {
+		for _, l := range allLoads {
+			ss := rep.samples[c][l]
+			if len(ss) != 1 {
+				t.Errorf("%s %s: %d samples, want 1", c, l, len(ss))
+				continue
+			}
+			s := ss[0]
+			if s.ok == 0 || !(s.rate > 0) || s.p50 <= 0 || s.p99 < s.p50 {
+				t.Errorf("%s %s: %+v", c, l, s)
+			}
+			if c.proxied() && (!(s.cpu[sideClient] > 0) || !(s.cpu[sideServer] > 0) || !(s.mem[sideClient] > 0) || !(s.mem[sideServer] > 0)) {
+				t.Errorf("%s %s: no CPU or memory measured for a side: %+v", c, l, s)
+			}
+		}
+	}
+	// The fixed rate must be what the generator achieved.
+	if r := rep.samples[cfgDirect][loadFixed][0].rate; r < 0.9*o.rate || r > 1.1*o.rate {
+		t.Errorf("a: %v req/s at the fixed rate of %v", r, o.rate)
+	}
+	var b strings.Builder
+	rep.print(&b)
+	for _, want := range []string{"Added latency against a", "Istio ztunnel", "Goals", "allowed by bench/allow-api"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	t.Log("\n" + b.String())
+}
