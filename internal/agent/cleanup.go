@@ -50,9 +50,9 @@ func Cleanup(ctx context.Context, stateDir string) (string, error) {
 		Instance: Instance(stateDir),
 		// The pools only matter for new endpoints; cleanup creates none.
 		PodCIDR4: defaultCleanupCIDR,
+		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err == nil {
-		mgr.SetLogger(slog.New(slog.DiscardHandler))
 		err = mgr.Cleanup(ctx)
 	}
 	if err != nil {

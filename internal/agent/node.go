@@ -196,11 +196,11 @@ func (n *Node) open(ctx context.Context) error {
 		Instance: Instance(n.cfg.StateDir),
 		PodCIDR4: n.cfg.PodCIDR4,
 		PodCIDR6: n.cfg.PodCIDR6,
+		Logger:   n.log,
 	})
 	if err != nil {
 		return fmt.Errorf("endpoints: %w", err)
 	}
-	n.eps.SetLogger(n.log.With("component", "endpoint"))
 	return n.openMesh()
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -21,14 +22,21 @@ import (
 // client that reports whether a peer answers.
 func newProbeCmd(s Streams) *cobra.Command {
 	cmd := &cobra.Command{Use: "probe", Short: "Echo server and client for trying policies", Args: cobra.ArbitraryArgs, RunE: groupRunE}
-	var tcp, udp []int
+	var tcp, udp, httpPorts []int
 	serve := &cobra.Command{
-		Use:   "serve [--tcp PORT]... [--udp PORT]...",
-		Short: "Echo every line received on the given ports (IPv4 and IPv6) until stopped",
+		Use:   "serve [--tcp PORT]... [--udp PORT]... [--http PORT]...",
+		Short: "Echo every line received on the given ports (IPv4 and IPv6), or answer HTTP, until stopped",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(tcp)+len(udp) == 0 {
-				return usageError("give at least one --tcp or --udp port")
+			if len(tcp)+len(udp)+len(httpPorts) == 0 {
+				return usageError("give at least one --tcp, --udp or --http port")
+			}
+			for _, p := range httpPorts {
+				l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+				if err != nil {
+					return &ExitError{Code: 1, Err: err}
+				}
+				go http.Serve(l, http.HandlerFunc(helloHandler))
 			}
 			for _, p := range tcp {
 				l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
@@ -44,7 +52,7 @@ func newProbeCmd(s Streams) *cobra.Command {
 				}
 				go packetEcho(pc)
 			}
-			fmt.Fprintf(s.Out, "serving tcp %v udp %v\n", tcp, udp)
+			fmt.Fprintf(s.Out, "serving tcp %v udp %v http %v\n", tcp, udp, httpPorts)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			<-ctx.Done()
@@ -53,6 +61,7 @@ func newProbeCmd(s Streams) *cobra.Command {
 	}
 	serve.Flags().IntSliceVar(&tcp, "tcp", nil, "TCP port to serve")
 	serve.Flags().IntSliceVar(&udp, "udp", nil, "UDP port to serve")
+	serve.Flags().IntSliceVar(&httpPorts, "http", nil, "TCP port to answer HTTP on")
 	var timeout time.Duration
 	connect := &cobra.Command{
 		Use:   "connect tcp|udp HOST:PORT",
@@ -72,8 +81,48 @@ func newProbeCmd(s Streams) *cobra.Command {
 		},
 	}
 	connect.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait")
-	cmd.AddCommand(serve, connect)
+	var headers []string
+	get := &cobra.Command{
+		Use:   "get URL [--header 'Name: value']...",
+		Short: "Send an HTTP GET and print the status and body; exit 0 on 2xx, 1 otherwise",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, args[0], nil)
+			if err != nil {
+				return usageError("%v", err)
+			}
+			for _, h := range headers {
+				name, val, ok := strings.Cut(h, ":")
+				if !ok || strings.TrimSpace(name) == "" {
+					return usageError("--header %q: want 'Name: value'", h)
+				}
+				req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(val))
+			}
+			resp, err := (&http.Client{Timeout: timeout}).Do(req)
+			if err != nil {
+				fmt.Fprintf(s.Out, "GET %s: no answer (%v)\n", args[0], err)
+				return failed
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			fmt.Fprintf(s.Out, "%d %s\n", resp.StatusCode, strings.TrimRight(string(body), "\n"))
+			if resp.StatusCode/100 != 2 {
+				return failed
+			}
+			return nil
+		},
+	}
+	get.Flags().StringArrayVar(&headers, "header", nil, "request header 'Name: value' (repeatable)")
+	get.Flags().DurationVar(&timeout, "timeout", 2*time.Second, "how long to wait")
+	cmd.AddCommand(serve, connect, get)
 	return cmd
+}
+
+// helloHandler answers every request with the host name and the path, so
+// that a client can tell which workload answered what.
+func helloHandler(w http.ResponseWriter, r *http.Request) {
+	host, _ := os.Hostname()
+	fmt.Fprintf(w, "hello from %s: %s %s\n", host, r.Method, r.URL.Path)
 }
 
 func acceptEcho(l net.Listener) {

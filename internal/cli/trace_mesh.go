@@ -86,6 +86,9 @@ type meshTracer struct {
 	jwt   *traceJWT
 	auth  *mesh.AuthResult
 	mt    meshTrace
+	// httpPort is set when the destination names the port as HTTP
+	// (http, http-*, http2, grpc), which makes the node parse requests.
+	httpPort bool
 }
 
 // runMeshTrace traces a flow whose destination the mesh may protect.
@@ -236,7 +239,12 @@ func (tr *meshTracer) run() {
 	// Cilium rules.http filter it, and then decides layers 3 to 5 per
 	// request; elsewhere it decides once per connection.
 	l7 := len(l4.Egress.L7) > 0 || len(l4.Ingress.L7) > 0
-	perRequest := tr.view.NeedsHTTP() || l7
+	for name, np := range dst.NamedPorts {
+		if np.Port == f.Port && np.Proto == policy.TCP && mesh.IsHTTPPortName(name) {
+			tr.httpPort = true
+		}
+	}
+	perRequest := tr.view.NeedsHTTP() || l7 || tr.httpPort
 	switch {
 	case tr.req != nil && !perRequest:
 		tr.mt.Notes = append(tr.mt.Notes, fmt.Sprintf("no policy looks at HTTP requests on port %d: the proxy decides once per connection, and the request's method, path, headers and token change nothing", f.Port))
@@ -413,6 +421,10 @@ func (tr *meshTracer) authorization(asHTTP bool) (traceLayer, string) {
 	f := tr.flow
 	if tr.req == nil && tr.view.NeedsHTTP() {
 		l.Verdict, l.Reason = verdictSkipped, tr.perRequest("an AuthorizationPolicy or RequestAuthentication looks at requests")
+		return l, ""
+	}
+	if tr.req == nil && tr.httpPort {
+		l.Verdict, l.Reason = verdictSkipped, tr.perRequest("the port is named as HTTP")
 		return l, ""
 	}
 	r := mesh.Request{HTTP: asHTTP, SourcePrincipal: tr.mt.Principal, SourceIP: f.Src.Addr, DestinationIP: f.Dst.Addr, DestinationPort: f.Port}

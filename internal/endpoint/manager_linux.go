@@ -67,7 +67,11 @@ func New(cfg Config) (*Manager, error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", lock.Name(), err)
 	}
-	m := &Manager{cfg: cfg, log: slog.Default().With("component", "endpoint", "instance", cfg.Instance), lock: lock, eps: map[Key]*entry{}}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	m := &Manager{cfg: cfg, log: log.With("component", "endpoint", "instance", cfg.Instance), lock: lock, eps: map[Key]*entry{}}
 	fail := func(err error) (*Manager, error) {
 		lock.Close()
 		return nil, err

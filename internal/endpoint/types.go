@@ -3,6 +3,7 @@ package endpoint
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
@@ -60,6 +61,9 @@ type Config struct {
 	// needs /30 or larger, IPv6 /126 or larger.
 	PodCIDR4 netip.Prefix
 	PodCIDR6 netip.Prefix
+	// Logger receives the Manager's records, from New on; nil means
+	// slog.Default(). SetLogger replaces it later.
+	Logger *slog.Logger
 	// Uplinks names the host interfaces through which traffic from outside
 	// the pod CIDRs arrives. Replies to masqueraded connections are
 	// forwarded from them, so they get per-interface forwarding. Empty

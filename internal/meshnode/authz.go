@@ -51,17 +51,8 @@ type Member struct {
 	HTTPPorts []uint16
 }
 
-// IsHTTPPortName reports whether a port name selects HTTP under Istio's
-// explicit protocol selection: "<protocol>[-<suffix>]" with protocol http,
-// http2 or grpc (grpc-web too).
-func IsHTTPPortName(name string) bool {
-	proto, _, _ := strings.Cut(strings.ToLower(name), "-")
-	switch proto {
-	case "http", "http2", "grpc":
-		return true
-	}
-	return false
-}
+// IsHTTPPortName is mesh.IsHTTPPortName.
+func IsHTTPPortName(name string) bool { return mesh.IsHTTPPortName(name) }
 
 // parsesHTTP reports whether connections to port are parsed as HTTP.
 func (m Member) parsesHTTP(v *mesh.WorkloadView, port uint16) bool {
