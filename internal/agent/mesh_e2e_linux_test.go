@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/rampartsec/rampart/internal/api"
 	"github.com/rampartsec/rampart/internal/cli"
 	"github.com/rampartsec/rampart/internal/proxy"
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 // serveHTTP answers HTTP on 8080 with who asked, and echoes on TCP 8081.
@@ -117,12 +116,12 @@ func TestMeshEndToEnd(t *testing.T) {
 	}
 
 	// Nothing readable on the wire: capture the client's host-side veth.
-	capt := startHostCapture(t, client.Interface)
+	capt := testenv.StartCapture(t, "", client.Interface)
 	const marker = "rampart-secret-marker-7f3a"
 	if status, _ := meshGet(t, client.NetNS, "http://"+server.IPv4+":8080/"+marker); status != 200 {
 		t.Errorf("GET during capture = %d, want 200", status)
 	}
-	frames := capt.stop()
+	frames := capt.Stop()
 	var tls13, plain int
 	for _, f := range frames {
 		if bytes.Contains(f, []byte(marker)) {
@@ -348,63 +347,6 @@ func bypassReached(t *testing.T, nsPath, addr string, port int) bool {
 		ok = echo(c)
 	})
 	return ok
-}
-
-// hostCapture records every frame of a root-namespace interface through an
-// AF_PACKET socket, as tcpdump does.
-type hostCapture struct {
-	fd      int
-	mu      sync.Mutex
-	frames  [][]byte
-	stopped atomic.Bool
-	done    chan struct{}
-}
-
-func startHostCapture(t *testing.T, ifname string) *hostCapture {
-	t.Helper()
-	ifi, err := net.InterfaceByName(ifname)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proto := int(uint16(unix.ETH_P_ALL)<<8 | uint16(unix.ETH_P_ALL)>>8)
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifi.Index}); err != nil {
-		unix.Close(fd)
-		t.Fatal(err)
-	}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 50000}); err != nil {
-		unix.Close(fd)
-		t.Fatal(err)
-	}
-	hc := &hostCapture{fd: fd, done: make(chan struct{})}
-	go func() {
-		defer close(hc.done)
-		buf := make([]byte, 65536)
-		for !hc.stopped.Load() {
-			n, _, err := unix.Recvfrom(fd, buf, 0)
-			if err != nil || n <= 0 {
-				continue
-			}
-			hc.mu.Lock()
-			hc.frames = append(hc.frames, bytes.Clone(buf[:n]))
-			hc.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { hc.stop() })
-	return hc
-}
-
-func (hc *hostCapture) stop() [][]byte {
-	if !hc.stopped.Swap(true) {
-		<-hc.done
-		unix.Close(hc.fd)
-	}
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	return hc.frames
 }
 
 // authzPolicy renders the test's AuthorizationPolicy bank/only-client.

@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -261,71 +259,4 @@ func hasProxyTable(t testing.TB, m *member) bool {
 		}
 	}
 	return false
-}
-
-// packetCapture records every frame on one interface of a namespace
-// through an AF_PACKET socket (what tcpdump does), so tests can look at
-// what actually went over the wire.
-type packetCapture struct {
-	fd      int
-	mu      sync.Mutex
-	frames  [][]byte
-	stopped atomic.Bool
-	done    chan struct{}
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
-func startCapture(t testing.TB, m *member, ifname string) *packetCapture {
-	t.Helper()
-	pc := &packetCapture{done: make(chan struct{})}
-	err := netnsexec.DoPath(m.path, func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
-		if err != nil {
-			return err
-		}
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
-			unix.Close(fd)
-			return err
-		}
-		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 50000}); err != nil {
-			unix.Close(fd)
-			return err
-		}
-		pc.fd = fd
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("packet capture on %s/%s: %v", m.role, ifname, err)
-	}
-	go func() {
-		defer close(pc.done)
-		buf := make([]byte, 65536)
-		for !pc.stopped.Load() {
-			n, _, err := unix.Recvfrom(pc.fd, buf, 0)
-			if err != nil || n <= 0 {
-				continue
-			}
-			pc.mu.Lock()
-			pc.frames = append(pc.frames, bytes.Clone(buf[:n]))
-			pc.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { pc.stop() })
-	return pc
-}
-
-// stop ends the capture and returns the frames seen.
-func (pc *packetCapture) stop() [][]byte {
-	if !pc.stopped.Swap(true) {
-		<-pc.done
-		unix.Close(pc.fd)
-	}
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	return pc.frames
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartsec/rampart/internal/proxy"
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 // mesh is the end-to-end setup: three pods on a bridge. client and server
@@ -274,13 +275,13 @@ func TestCaptureEncrypts(t *testing.T) {
 	marker := "RAMPART-MARKER-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	url := "http://" + hostPort(m.server.ip4, 8080) + "/" + marker
 	run := func() [][]byte {
-		pc := startCapture(t, m.client, "eth0")
+		pc := testenv.StartCapture(t, m.client.path, "eth0")
 		status, body := get(t, m.client.httpClient(), url)
 		if status != 200 || !strings.Contains(body, marker) {
 			t.Fatalf("GET: %d %q", status, body)
 		}
 		time.Sleep(100 * time.Millisecond) // let the last frames arrive
-		return pc.stop()
+		return pc.Stop()
 	}
 	frames := run()
 	tlsRecords := 0
