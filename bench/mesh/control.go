@@ -67,7 +67,11 @@ const maxLine = 1 << 20
 // child's ca.Signer: CSRs go to the parent, which owns the Authority, as a
 // node agent's go to the control plane.
 type ctlChild struct {
-	mu     sync.Mutex // serialises writes and signing
+	// signMu serialises signing requests, one answer awaited at a time;
+	// mu serialises writes. They are separate so that the reader can
+	// answer a stats request while a signing request waits.
+	signMu sync.Mutex
+	mu     sync.Mutex
 	out    *json.Encoder
 	signed chan ctlMsg
 	// done is closed when stdin ends: the parent wants the child to exit.
@@ -114,13 +118,13 @@ func (c *ctlChild) send(m ctlMsg) error {
 
 // Sign implements ca.Signer over the control channel.
 func (c *ctlChild) Sign(ctx context.Context, csr []byte, namespace, serviceAccount string) (chain, bundle [][]byte, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.signMu.Lock()
+	defer c.signMu.Unlock()
 	select {
 	case <-c.signed: // the late answer to a request that timed out
 	default:
 	}
-	if err := c.out.Encode(ctlMsg{Op: opSign, Namespace: namespace, ServiceAccount: serviceAccount, CSR: csr}); err != nil {
+	if err := c.send(ctlMsg{Op: opSign, Namespace: namespace, ServiceAccount: serviceAccount, CSR: csr}); err != nil {
 		return nil, nil, fmt.Errorf("send csr: %w", err)
 	}
 	select {

@@ -18,7 +18,7 @@
 // proxy core, Istio's published figures beside them, and whether the
 // goals are met. docs/bench-mesh.md describes the method.
 //
-//	go run ./bench/mesh                      # about 5 minutes
+//	go run ./bench/mesh                      # about 4 minutes
 //	go run ./bench/mesh -quick               # smoke test, under a minute
 //	go run ./bench/mesh -duration 10s -reps 7 -configs a,b,c
 package main
