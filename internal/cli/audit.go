@@ -46,7 +46,10 @@ Exit status: 0 when no finding reaches --fail-on (or --fail-on is not set),
   rampart audit -f deploy/ --explain Deployment/prod/web
   rampart audit --kubeconfig ~/.kube/config --context prod --fail-on high`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runAudit(s, f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			oneShotGC()
+			return runAudit(s, f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringSliceVarP(&f.files, "filename", "f", nil, "manifest file or directory (recursively), or - for stdin; repeatable")

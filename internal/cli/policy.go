@@ -15,6 +15,8 @@ CiliumClusterwideNetworkPolicy, namespaces and workloads from manifests and answ
 "can A talk to B, and which rule decides?" with the evaluator the datapath enforces.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRunE,
+		// Every policy command reads files, answers and exits.
+		PersistentPreRun: func(*cobra.Command, []string) { oneShotGC() },
 	}
 	cmd.AddCommand(newPolicyValidateCmd(s), newPolicyTraceCmd(s), newPolicyMatrixCmd(s))
 	return cmd
