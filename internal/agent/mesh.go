@@ -276,7 +276,6 @@ func (n *Node) recordProxy(r proxy.Record) {
 	fl := api.Flow{
 		Time:      r.Start,
 		Layer:     "proxy",
-		Direction: string(r.Reporter),
 		Protocol:  "TCP",
 		Source:    api.FlowPeer{Addr: r.Source.Addr().String(), Port: r.Source.Port(), Name: r.SourceWorkload, Principal: r.SourcePrincipal},
 		Dest:      api.FlowPeer{Addr: r.Destination.Addr().String(), Port: r.Destination.Port(), Name: r.DestinationWorkload, Principal: r.DestinationPrincipal},
@@ -297,12 +296,12 @@ func (n *Node) recordProxy(r proxy.Record) {
 			fl.DropReason = r.Error
 		}
 	}
+	// The destination's proxy reports at its workload's ingress, the
+	// source's at its workload's egress, as the kernel's records do.
 	if r.Reporter == proxy.ReporterDestination {
-		fl.Endpoint = r.DestinationWorkload
-		fl.Direction = "ingress"
+		fl.Endpoint, fl.Direction = r.DestinationWorkload, "ingress"
 	} else {
-		fl.Endpoint = r.SourceWorkload
-		fl.Direction = "egress"
+		fl.Endpoint, fl.Direction = r.SourceWorkload, "egress"
 	}
 	n.metrics.flows.WithLabelValues(verdict).Inc()
 	n.flows.Add(fl)
