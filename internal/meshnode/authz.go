@@ -195,7 +195,8 @@ func (a *Authorizer) AuthorizeHTTP(r proxy.Request) (proxy.Decision, error) {
 			return d, nil
 		}
 	}
-	return proxy.Decision{Allow: true}, nil
+	// The application gets the path that was authorized.
+	return proxy.Decision{Allow: true, Path: path}, nil
 }
 
 // meshRequest describes a connection to the mesh engine. Principals are

@@ -112,6 +112,12 @@ type Decision struct {
 	// why; both go to records and logs, never to the client.
 	Policy string
 	Reason string
+	// Path, on an allowed request, is the path to forward instead of the
+	// client's: the normalized form the decision was made on, so that the
+	// application serves exactly what was authorized (Envoy forwards the
+	// normalized path too). It is in escaped form; empty keeps the
+	// client's path.
+	Path string
 }
 
 // Default answer to a denied HTTP request: what Istio's Envoy RBAC filter

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,6 +131,11 @@ func (h *l7Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path, query := splitTarget(r)
 	req := Request{Connection: h.conn, Method: r.Method, Host: r.Host, Path: path, Query: query, Header: r.Header}
 	d := h.p.authz.request(req)
+	if d.Allow && d.Path != "" && d.Path != path {
+		if err := setPath(r.URL, d.Path); err != nil {
+			d = Decision{Status: http.StatusBadRequest, Body: "Bad Request", Reason: "path to forward: " + err.Error()}
+		}
+	}
 	rec := h.rec
 	rec.Kind, rec.Start = RecordRequest, start
 	rec.Method, rec.Path = r.Method, path
@@ -161,6 +167,16 @@ func (h *l7Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.BytesReceived, rec.BytesSent = body.n.Load(), sw.n
 	rec.forwarded = false
 	h.p.finish(rec, start)
+}
+
+// setPath makes u's path the escaped path p.
+func setPath(u *url.URL, p string) error {
+	dec, err := url.PathUnescape(p)
+	if err != nil {
+		return err
+	}
+	u.Path, u.RawPath = dec, p
+	return nil
 }
 
 // splitTarget returns the path and raw query of the request target as the

@@ -199,6 +199,9 @@ func TestLoopbackHTTP(t *testing.T) {
 					return proxy.Decision{Body: "Access denied", Policy: "shop/cnp"}, true
 				case "/login":
 					return proxy.Decision{Status: 401, Body: "Jwt is missing", Policy: "shop/jwt"}, true
+				case "/public/../docs/%7Ea":
+					// Allowed as its normal form, which is what goes on.
+					return proxy.Decision{Allow: true, Path: "/docs/~a"}, true
 				}
 				return proxy.Decision{}, false
 			}
@@ -212,6 +215,7 @@ func TestLoopbackHTTP(t *testing.T) {
 		}{
 			{"/admin", 403, "RBAC: access denied"},
 			{"/ok", 200, "path=/ok"},
+			{"/public/../docs/%7Ea", 200, "path=/docs/~a;"},
 			{"/cilium", 403, "Access denied"},
 			{"/login", 401, "Jwt is missing"},
 			{"/admin?x=1", 403, "RBAC: access denied"},
@@ -246,8 +250,8 @@ func TestLoopbackHTTP(t *testing.T) {
 		lb.authz.mu.Lock()
 		nreq := len(lb.authz.requests)
 		lb.authz.mu.Unlock()
-		if nreq != 6 {
-			t.Errorf("AuthorizeHTTP called %d times, want 6", nreq)
+		if nreq != 7 {
+			t.Errorf("AuthorizeHTTP called %d times, want 7", nreq)
 		}
 	})
 
