@@ -231,6 +231,24 @@ spec: {mtls: {mode: PERMISSIVE}}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+
+	// A crash of the node: captured connections have no proxy while it is
+	// down (they fail, closed rather than open), and the restarted node
+	// serves the mesh again with the same CA.
+	n.kill()
+	if status, _ := meshGet(t, client.NetNS, "http://"+server.IPv4+":8080/while-down"); status != 0 {
+		t.Errorf("GET while the node is down = %d, want no answer", status)
+	}
+	if bypassReached(t, client.NetNS, server.IPv4, 8081) {
+		t.Error("while the node is down, a bypass to port 8081 reached the server: the kernel must still drop it")
+	}
+	n.start()
+	if !waitHTTP(t, client.NetNS, server.IPv4) {
+		t.Fatalf("the mesh did not come back after a restart; node log:\n%s", n.logs)
+	}
+	if status, body := meshGet(t, intruder.NetNS, "http://"+server.IPv4+":8080/hello"); status != 403 {
+		t.Errorf("intruder GET after restart = %d %q, want 403", status, body)
+	}
 }
 
 func (n *testNode) runSA(name, ns, sa string, labels map[string]string, workload string) api.Endpoint {
