@@ -709,13 +709,22 @@ static __always_inline void ct_refresh(struct ct_entry *e, struct packet *p, str
 {
 	if (p->proto == IPPROTO_TCP)
 		ct_update_tcp(e, p->tcp_flags, reply);
-	if (reply) {
+	/* An established packet only reads its entry unless something
+	 * changes: the two directions of a connection run on different CPUs,
+	 * and a write per packet made the entry's cache line bounce between
+	 * them (most of the programs' live cost on request/response traffic).
+	 * Per-connection packet and byte counts are therefore opt-in
+	 * (settings.ct_accounting); per-endpoint counters are per-CPU. */
+	if (reply && !(e->flags & CT_FLAG_SEEN_REPLY))
 		e->flags |= CT_FLAG_SEEN_REPLY;
-		__sync_fetch_and_add(&e->packets_rev, 1);
-		__sync_fetch_and_add(&e->bytes_rev, len);
-	} else {
-		__sync_fetch_and_add(&e->packets_fwd, 1);
-		__sync_fetch_and_add(&e->bytes_fwd, len);
+	if (cfg && cfg->ct_accounting) {
+		if (reply) {
+			__sync_fetch_and_add(&e->packets_rev, 1);
+			__sync_fetch_and_add(&e->bytes_rev, len);
+		} else {
+			__sync_fetch_and_add(&e->packets_fwd, 1);
+			__sync_fetch_and_add(&e->bytes_fwd, len);
+		}
 	}
 	__u64 expires = now + ct_timeout(cfg, p->proto, e->tcp_state);
 	/* Avoid dirtying the cache line on every packet. A closing entry may

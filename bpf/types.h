@@ -293,7 +293,8 @@ struct settings {
 	__u32 events_rate;             /* events per second per CPU, default 10000; 0xffffffff = unlimited */
 	__u32 events_burst;            /* bucket size, default events_rate */
 	enum event_level events_level;
-	__u8 pad[3];
+	__u8 ct_accounting;            /* count packets and bytes per connection */
+	__u8 pad[2];
 };
 
 /* Per-CPU token bucket for event rate limiting. */

@@ -278,7 +278,8 @@ type bpfSettings struct {
 	EventsRate            uint32
 	EventsBurst           uint32
 	EventsLevel           bpfEventLevel
-	Pad                   [3]uint8
+	CtAccounting          uint8
+	Pad                   [2]uint8
 }
 
 type bpfStatIndex uint32

@@ -186,6 +186,9 @@ func (d *Datapath) SetConfig(c Config) error {
 		EventsBurst:           c.EventsBurst,
 		EventsLevel:           bpfEventLevel(c.Events),
 	}
+	if c.ConntrackAccounting {
+		v.CtAccounting = 1
+	}
 	if err := d.maps.Config.Put(uint32(0), &v); err != nil {
 		return fmt.Errorf("set config: %w", err)
 	}

@@ -333,6 +333,12 @@ type Config struct {
 	// EventsBurst is the token bucket size; 0 selects EventsPerSecond.
 	EventsBurst uint32
 	Events      EventLevel
+	// ConntrackAccounting counts packets and bytes per connection in the
+	// conntrack entries. Off, an established packet does not write its
+	// entry, which keeps the entry's cache line shared between the CPUs
+	// that handle the two directions; entries then count only the packet
+	// that created them. Per-endpoint counters are kept either way.
+	ConntrackAccounting bool
 }
 
 // EventsUnlimited disables the flow event rate limit.
