@@ -7,7 +7,6 @@ pkgs=(
 	clang llvm libbpf-dev linux-libc-dev # bpf2go regeneration of bpf/datapath.c
 	iproute2                             # network namespaces and veths in datapath tests
 	iperf3 iptables                      # bench/datapath (the full run; its test needs neither)
-	nginx                                # bench/mesh: the nginx mTLS proxy pair it compares with
 	openssl curl util-linux              # hack/kube-testenv.sh (certificates, readiness, setsid, flock)
 	git ca-certificates
 )
