@@ -80,26 +80,6 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-func TestSummarize(t *testing.T) {
-	tests := []struct {
-		name        string
-		xs          []float64
-		med, lo, hi float64
-	}{
-		{name: "odd", xs: []float64{3, 1, 2}, med: 2, lo: 1, hi: 3},
-		{name: "even", xs: []float64{4, 1, 3, 2}, med: 2.5, lo: 1, hi: 4},
-		{name: "one", xs: []float64{7}, med: 7, lo: 7, hi: 7},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := summarize(tt.xs)
-			if s.med != tt.med || s.lo != tt.lo || s.hi != tt.hi || s.n != len(tt.xs) {
-				t.Errorf("summarize(%v) = %+v", tt.xs, s)
-			}
-		})
-	}
-}
-
 // TestRatiosPairRounds checks that ratios divide values of the same round,
 // so that drift between rounds cancels.
 func TestRatiosPairRounds(t *testing.T) {

@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/rampartsec/rampart/bench/internal/stats"
 )
 
 // goalRatio is the target for b/a on every measure.
@@ -120,16 +121,8 @@ type summary struct {
 }
 
 func summarize(xs []float64) summary {
-	if len(xs) == 0 {
-		return summary{med: math.NaN(), lo: math.NaN(), hi: math.NaN()}
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	m := s[len(s)/2]
-	if len(s)%2 == 0 {
-		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return summary{med: m, lo: s[0], hi: s[len(s)-1], n: len(s)}
+	s := stats.Summarize(xs)
+	return summary{med: s.Med, lo: s.Lo, hi: s.Hi, n: s.N}
 }
 
 // spread is the range relative to the median.
