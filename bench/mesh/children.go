@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/rampartsec/rampart/internal/ca"
+	"github.com/rampartsec/rampart/internal/meshnode"
 	"github.com/rampartsec/rampart/internal/proxy"
 )
 
@@ -158,21 +158,28 @@ func proxyMain(args []string) error {
 	rec := newCountingRecorder()
 	ctl := newCtlChild(os.Stdin, os.Stdout, rec.stats)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The node's own binding of certificates and policy to the proxy
+	// (internal/meshnode), so that the benchmark measures what a node
+	// runs. The CA signs over this process's stdin and stdout.
+	certs, err := meshnode.NewCertificates(ctl, ca.DefaultTrustDomain, log)
+	if err != nil {
+		return err
+	}
+	defer certs.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	src, err := ca.NewSource(ctx, ctl, ca.SourceOptions{Namespace: local.Namespace, ServiceAccount: local.ServiceAccount, Logger: log})
+	err = certs.Acquire(ctx, local.Namespace, local.ServiceAccount)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("certificate: %w", err)
 	}
-	defer src.Close()
 	engine, err := newEngine(*policy)
 	if err != nil {
 		return err
 	}
 	p, err := proxy.New(proxy.Config{
-		Certificates: &workloadCerts{td: spiffeid.RequireTrustDomainFromString(ca.DefaultTrustDomain), sources: map[string]*ca.Source{local.Key(): src}},
+		Certificates: certs,
 		Resolver:     staticResolver{client, server},
-		Authorizer:   newMeshAuthorizer(engine, local),
+		Authorizer:   newAuthorizer(engine, local),
 		Recorder:     rec,
 		// Metrics are kept as an agent keeps them, for the same cost per
 		// request; nobody scrapes them.

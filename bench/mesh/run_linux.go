@@ -388,7 +388,7 @@ func (b *bench) countNotes(rep *report, setups []*setup) error {
 			// Every measured request, and the check's allowed one,
 			// must have been authorized per request by the last rule's
 			// policy; only the check's denied request was refused.
-			allowed := st.ByPolicy["bench/allow-api"]
+			allowed := st.ByPolicy["AuthorizationPolicy/bench/allow-api"]
 			line += fmt.Sprintf(" (%d allowed by bench/allow-api, %d denied)", allowed, st.Denied)
 			if allowed == 0 || st.Denied != 1 || allowed+st.Denied != st.HTTPRequests {
 				return fmt.Errorf("c: the server proxy authorized %d requests by bench/allow-api and denied %d of %d; want all but the check's one allowed", allowed, st.Denied, st.HTTPRequests)

@@ -169,6 +169,7 @@ func (a *Authorizer) AuthorizeHTTP(r proxy.Request) (proxy.Decision, error) {
 	if err != nil {
 		return proxy.Decision{Status: http.StatusBadRequest, Body: "bad request path", Reason: err.Error()}, nil
 	}
+	allowed := proxy.Decision{Allow: true}
 	if v != nil {
 		hr := &http.Request{Method: r.Method, Host: r.Host, Header: r.Header, URL: &url.URL{Path: path, RawQuery: r.Query}}
 		auth, status, err := v.Authenticate(hr)
@@ -185,8 +186,8 @@ func (a *Authorizer) AuthorizeHTTP(r proxy.Request) (proxy.Decision, error) {
 		if auth.Authenticated {
 			req.Auth = &auth
 		}
-		if d := fromMesh(v.Authorize(req)); !d.Allow {
-			return d, nil
+		if allowed = fromMesh(v.Authorize(req)); !allowed.Allow {
+			return allowed, nil
 		}
 	}
 	if hasPort(m.L7Ports, r.DestinationPort) {
@@ -196,7 +197,8 @@ func (a *Authorizer) AuthorizeHTTP(r proxy.Request) (proxy.Decision, error) {
 		}
 	}
 	// The application gets the path that was authorized.
-	return proxy.Decision{Allow: true, Path: path}, nil
+	allowed.Path = path
+	return allowed, nil
 }
 
 // meshRequest describes a connection to the mesh engine. Principals are
@@ -219,10 +221,15 @@ func meshRequest(c proxy.Connection) mesh.Request {
 	return req
 }
 
+// fromMesh translates the engine's verdict. The reason is rendered only
+// for denials, which are logged: an allowed request costs no formatting.
 func fromMesh(d mesh.Decision) proxy.Decision {
-	out := proxy.Decision{Allow: d.Allow && d.Err == nil, Reason: d.Reason()}
+	out := proxy.Decision{Allow: d.Allow && d.Err == nil}
 	if d.Action != "" {
 		out.Policy = "AuthorizationPolicy/" + d.Policy.String()
+	}
+	if !out.Allow {
+		out.Reason = d.Reason()
 	}
 	return out
 }
