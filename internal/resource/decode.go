@@ -208,7 +208,7 @@ func decodeObject(src Source, m map[string]any, pos *positions, prefix string) (
 	if !ok {
 		return fail("kind", "unsupported kind %s %s (supported: %s)", apiVersion, kindName, supportedKinds())
 	}
-	data, err := json.Marshal(m)
+	data, err := appendJSON(nil, m)
 	if err != nil {
 		return fail("", "%v", err)
 	}
