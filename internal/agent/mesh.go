@@ -96,6 +96,23 @@ func isMeshKind(o *resource.Object) bool {
 	return false
 }
 
+// checkMesh compiles the Istio policies among objs as the node will, so
+// that apply refuses what the mesh engine rejects beyond the decoder's
+// validation (for example a targetRef kind it cannot attach to).
+func checkMesh(objs []*resource.Object) error {
+	var istio []*resource.Object
+	for _, o := range objs {
+		if isMeshKind(o) {
+			istio = append(istio, o)
+		}
+	}
+	if len(istio) == 0 {
+		return nil
+	}
+	_, err := mesh.NewEngine(istio, mesh.Options{})
+	return err
+}
+
 // meshPlan is what one reconcile decided about the mesh.
 type meshPlan struct {
 	engine  *mesh.Engine

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -186,6 +187,22 @@ spec: {mtls: {mode: PERMISSIVE}}
 	}
 	if !reached {
 		t.Error("plaintext to port 8080 under PERMISSIVE was not answered")
+	}
+
+	// A policy the mesh cannot enforce is refused at apply, with its line,
+	// and changes nothing.
+	_, err := n.c.Apply(context.Background(), api.ApplyRequest{Inputs: []api.Input{{Name: "bad.yaml", Data: []byte(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: bad, namespace: bank}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: GatewayClass, name: x}]
+`)}}})
+	var re *api.RequestError
+	if !errors.As(err, &re) || re.Status != 422 || len(re.Body.Fields) == 0 || re.Body.Fields[0].File != "bad.yaml" || re.Body.Fields[0].Line == 0 {
+		t.Errorf("apply of an AuthorizationPolicy the mesh cannot attach: err = %v, want 422 with bad.yaml:line", err)
+	}
+	if status, _ := meshGet(t, client.NetNS, "http://"+server.IPv4+":8080/after-bad-apply"); status != 200 {
+		t.Errorf("GET after a refused apply = %d, want 200", status)
 	}
 
 	// Certificates: the CLI lists each workload's SPIFFE ID; a root

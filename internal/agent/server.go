@@ -94,6 +94,12 @@ func decodeInputs(w http.ResponseWriter, r *http.Request) ([]*resource.Object, b
 		inputs[i] = resource.Input{Name: in.Name, Data: in.Data}
 	}
 	objs, err := resource.Decode(inputs)
+	if err == nil && !req.Delete {
+		// Istio policies the mesh cannot enforce are refused here, with
+		// their file and line, rather than stored and then failing every
+		// reconciliation.
+		err = checkMesh(objs)
+	}
 	var list resource.ErrorList
 	if errors.As(err, &list) {
 		body := api.Error{Error: fmt.Sprintf("%d error(s) in the input; nothing was applied", len(list))}
