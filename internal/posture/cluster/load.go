@@ -7,13 +7,16 @@ import (
 	"slices"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/rampartsec/rampart/internal/resource"
@@ -24,9 +27,13 @@ import (
 const Source = "cluster"
 
 // Clients are the API clients Load reads through. Tests pass fakes.
+//
+// Only the dynamic client is used, with typed objects converted from its
+// unstructured answers: client-go's typed clientset registers every API
+// group of Kubernetes at start-up, which made every rampart command, not
+// only a live audit, start several milliseconds slower.
 type Clients struct {
-	Kube    kubernetes.Interface
-	Dynamic dynamic.Interface // for Cilium policies; nil skips them
+	Dynamic dynamic.Interface
 }
 
 // NewClients builds clients from a kubeconfig file and an optional context.
@@ -37,164 +44,82 @@ func NewClients(kubeconfig, context string) (Clients, error) {
 		return Clients{}, fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
 	}
 	cfg.UserAgent = "rampart-audit"
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return Clients{}, fmt.Errorf("kubernetes client: %w", err)
-	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return Clients{}, fmt.Errorf("dynamic client: %w", err)
 	}
-	return Clients{Kube: kube, Dynamic: dyn}, nil
+	return Clients{Dynamic: dyn}, nil
 }
 
-// lister lists one kind across all namespaces.
+// lister lists one kind across all namespaces into its typed objects.
 type lister struct {
 	apiVersion, kind string
-	list             func(ctx context.Context, c kubernetes.Interface) ([]any, error)
+	resource         string
+	newObj           func() metav1.Object
+	// scrub removes what Rampart must not keep (Secret data).
+	scrub func(metav1.Object)
 }
 
-func items[T any](l []T, err error) ([]any, error) {
-	if err != nil {
-		return nil, err
-	}
-	out := make([]any, len(l))
-	for i := range l {
-		out[i] = &l[i]
-	}
-	return out, nil
+func typed[T any, PT interface {
+	*T
+	metav1.Object
+}]() func() metav1.Object {
+	return func() metav1.Object { return PT(new(T)) }
 }
 
 var all = metav1.ListOptions{}
 
 // listers are the kinds Rampart audits, in the order objects are returned.
 var listers = []lister{
-	{"v1", "Namespace", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.CoreV1().Namespaces().List(ctx, all)
-		return items(orNil(l, err, func() []corev1.Namespace { return l.Items }))
+	{apiVersion: "v1", kind: "Namespace", resource: "namespaces", newObj: typed[corev1.Namespace]()},
+	{apiVersion: "v1", kind: "ServiceAccount", resource: "serviceaccounts", newObj: typed[corev1.ServiceAccount]()},
+	{apiVersion: "v1", kind: "Service", resource: "services", newObj: typed[corev1.Service]()},
+	{apiVersion: "v1", kind: "Secret", resource: "secrets", newObj: typed[corev1.Secret](), scrub: func(o metav1.Object) {
+		// Rampart needs to know a Secret exists, never its content.
+		s := o.(*corev1.Secret)
+		s.Data, s.StringData = nil, nil
+		delete(s.Annotations, corev1.LastAppliedConfigAnnotation)
 	}},
-	{"v1", "ServiceAccount", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.CoreV1().ServiceAccounts("").List(ctx, all)
-		return items(orNil(l, err, func() []corev1.ServiceAccount { return l.Items }))
-	}},
-	{"v1", "Service", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.CoreV1().Services("").List(ctx, all)
-		return items(orNil(l, err, func() []corev1.Service { return l.Items }))
-	}},
-	{"v1", "Secret", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.CoreV1().Secrets("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		for i := range l.Items {
-			// Rampart needs to know a Secret exists, never its content.
-			l.Items[i].Data, l.Items[i].StringData = nil, nil
-			delete(l.Items[i].Annotations, corev1.LastAppliedConfigAnnotation)
-		}
-		return items(l.Items, nil)
-	}},
-	{"v1", "ConfigMap", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.CoreV1().ConfigMaps("").List(ctx, all)
-		return items(orNil(l, err, func() []corev1.ConfigMap { return l.Items }))
-	}},
-	{"networking.k8s.io/v1", "NetworkPolicy", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.NetworkingV1().NetworkPolicies("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"networking.k8s.io/v1", "Ingress", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.NetworkingV1().Ingresses("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"rbac.authorization.k8s.io/v1", "ClusterRole", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.RbacV1().ClusterRoles().List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"rbac.authorization.k8s.io/v1", "ClusterRoleBinding", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.RbacV1().ClusterRoleBindings().List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"rbac.authorization.k8s.io/v1", "Role", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.RbacV1().Roles("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"rbac.authorization.k8s.io/v1", "RoleBinding", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.RbacV1().RoleBindings("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"apps/v1", "Deployment", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.AppsV1().Deployments("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"apps/v1", "StatefulSet", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.AppsV1().StatefulSets("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"apps/v1", "DaemonSet", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.AppsV1().DaemonSets("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"apps/v1", "ReplicaSet", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.AppsV1().ReplicaSets("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"batch/v1", "CronJob", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.BatchV1().CronJobs("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"batch/v1", "Job", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.BatchV1().Jobs("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
-	{"v1", "Pod", func(ctx context.Context, c kubernetes.Interface) ([]any, error) {
-		l, err := c.CoreV1().Pods("").List(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		return items(l.Items, nil)
-	}},
+	{apiVersion: "v1", kind: "ConfigMap", resource: "configmaps", newObj: typed[corev1.ConfigMap]()},
+	{apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", resource: "networkpolicies", newObj: typed[networkingv1.NetworkPolicy]()},
+	{apiVersion: "networking.k8s.io/v1", kind: "Ingress", resource: "ingresses", newObj: typed[networkingv1.Ingress]()},
+	{apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", resource: "clusterroles", newObj: typed[rbacv1.ClusterRole]()},
+	{apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding", resource: "clusterrolebindings", newObj: typed[rbacv1.ClusterRoleBinding]()},
+	{apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", resource: "roles", newObj: typed[rbacv1.Role]()},
+	{apiVersion: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", resource: "rolebindings", newObj: typed[rbacv1.RoleBinding]()},
+	{apiVersion: "apps/v1", kind: "Deployment", resource: "deployments", newObj: typed[appsv1.Deployment]()},
+	{apiVersion: "apps/v1", kind: "StatefulSet", resource: "statefulsets", newObj: typed[appsv1.StatefulSet]()},
+	{apiVersion: "apps/v1", kind: "DaemonSet", resource: "daemonsets", newObj: typed[appsv1.DaemonSet]()},
+	{apiVersion: "apps/v1", kind: "ReplicaSet", resource: "replicasets", newObj: typed[appsv1.ReplicaSet]()},
+	{apiVersion: "batch/v1", kind: "CronJob", resource: "cronjobs", newObj: typed[batchv1.CronJob]()},
+	{apiVersion: "batch/v1", kind: "Job", resource: "jobs", newObj: typed[batchv1.Job]()},
+	{apiVersion: "v1", kind: "Pod", resource: "pods", newObj: typed[corev1.Pod]()},
 }
 
-func orNil[L any, T any](l *L, err error, get func() []T) ([]T, error) {
+// gvr is the resource a lister lists.
+func (l lister) gvr() schema.GroupVersionResource {
+	gv, _ := schema.ParseGroupVersion(l.apiVersion)
+	return gv.WithResource(l.resource)
+}
+
+// list lists the kind and converts every item to its typed object.
+func (l lister) list(ctx context.Context, c dynamic.Interface) ([]any, error) {
+	ul, err := c.Resource(l.gvr()).List(ctx, all)
 	if err != nil {
 		return nil, err
 	}
-	return get(), nil
+	out := make([]any, 0, len(ul.Items))
+	for i := range ul.Items {
+		o := l.newObj()
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(ul.Items[i].Object, o); err != nil {
+			return nil, fmt.Errorf("convert %s/%s: %w", ul.Items[i].GetNamespace(), ul.Items[i].GetName(), err)
+		}
+		if l.scrub != nil {
+			l.scrub(o)
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }
 
 // ciliumKinds are read through the dynamic client when the CRDs exist.
@@ -214,31 +139,29 @@ var ciliumKinds = []struct {
 func Load(ctx context.Context, c Clients) ([]*resource.Object, error) {
 	var out []*resource.Object
 	for _, l := range listers {
-		objs, err := l.list(ctx, c.Kube)
+		objs, err := l.list(ctx, c.Dynamic)
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", l.kind, err)
 		}
 		out = append(out, convert(l.apiVersion, l.kind, objs)...)
 	}
-	if c.Dynamic != nil {
-		for _, k := range ciliumKinds {
-			list, err := c.Dynamic.Resource(k.gvr).List(ctx, all)
-			if apierrors.IsNotFound(err) || isNoMatch(err) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("list %s: %w", k.kind, err)
-			}
-			var objs []any
-			for i := range list.Items {
-				var p resource.CiliumNetworkPolicy
-				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(list.Items[i].Object, &p); err != nil {
-					return nil, fmt.Errorf("convert %s %s/%s: %w", k.kind, list.Items[i].GetNamespace(), list.Items[i].GetName(), err)
-				}
-				objs = append(objs, &p)
-			}
-			out = append(out, convert("cilium.io/v2", k.kind, objs)...)
+	for _, k := range ciliumKinds {
+		list, err := c.Dynamic.Resource(k.gvr).List(ctx, all)
+		if apierrors.IsNotFound(err) || isNoMatch(err) {
+			continue
 		}
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", k.kind, err)
+		}
+		var objs []any
+		for i := range list.Items {
+			var p resource.CiliumNetworkPolicy
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(list.Items[i].Object, &p); err != nil {
+				return nil, fmt.Errorf("convert %s %s/%s: %w", k.kind, list.Items[i].GetNamespace(), list.Items[i].GetName(), err)
+			}
+			objs = append(objs, &p)
+		}
+		out = append(out, convert("cilium.io/v2", k.kind, objs)...)
 	}
 	return out, nil
 }

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
 	"github.com/rampartsec/rampart/internal/posture"
@@ -52,7 +51,24 @@ func fakeCluster(t *testing.T) cluster.Clients {
 		Subjects:   []rbacv1.Subject{{Kind: "Group", Name: "ops"}},
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}
-	kube := fake.NewClientset(ns, deploy, rs, pod, secret, crb)
+	var objs []runtime.Object
+	for _, o := range []struct {
+		obj        any
+		apiVersion string
+		kind       string
+	}{
+		{ns, "v1", "Namespace"}, {deploy, "apps/v1", "Deployment"}, {rs, "apps/v1", "ReplicaSet"},
+		{pod, "v1", "Pod"}, {secret, "v1", "Secret"}, {crb, "rbac.authorization.k8s.io/v1", "ClusterRoleBinding"},
+	} {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o.obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{Object: m}
+		u.SetAPIVersion(o.apiVersion)
+		u.SetKind(o.kind)
+		objs = append(objs, u)
+	}
 
 	cnp := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
@@ -62,11 +78,23 @@ func fakeCluster(t *testing.T) cluster.Clients {
 			"ingress":          []any{map[string]any{"fromEndpoints": []any{map[string]any{"matchLabels": map[string]any{"app": "lb"}}}}},
 		},
 	}}
-	dyn := dynfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+	listKinds := map[schema.GroupVersionResource]string{
 		{Group: "cilium.io", Version: "v2", Resource: "ciliumnetworkpolicies"}:            "CiliumNetworkPolicyList",
 		{Group: "cilium.io", Version: "v2", Resource: "ciliumclusterwidenetworkpolicies"}: "CiliumClusterwideNetworkPolicyList",
-	}, cnp)
-	return cluster.Clients{Kube: kube, Dynamic: dyn}
+	}
+	for _, l := range []struct{ group, version, resource, kind string }{
+		{"", "v1", "namespaces", "Namespace"}, {"", "v1", "serviceaccounts", "ServiceAccount"}, {"", "v1", "services", "Service"},
+		{"", "v1", "secrets", "Secret"}, {"", "v1", "configmaps", "ConfigMap"}, {"", "v1", "pods", "Pod"},
+		{"networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"}, {"networking.k8s.io", "v1", "ingresses", "Ingress"},
+		{"rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole"}, {"rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding"},
+		{"rbac.authorization.k8s.io", "v1", "roles", "Role"}, {"rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"},
+		{"apps", "v1", "deployments", "Deployment"}, {"apps", "v1", "statefulsets", "StatefulSet"}, {"apps", "v1", "daemonsets", "DaemonSet"},
+		{"apps", "v1", "replicasets", "ReplicaSet"}, {"batch", "v1", "cronjobs", "CronJob"}, {"batch", "v1", "jobs", "Job"},
+	} {
+		listKinds[schema.GroupVersionResource{Group: l.group, Version: l.version, Resource: l.resource}] = l.kind + "List"
+	}
+	dyn := dynfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, append(objs, cnp)...)
+	return cluster.Clients{Dynamic: dyn}
 }
 
 func TestLoad(t *testing.T) {
