@@ -20,7 +20,7 @@ func newCertCmd(s Streams) *cobra.Command {
 		Use:   "cert",
 		Short: "Show the mesh CA's roots and workload certificates, and rotate the root",
 		Args:  cobra.ArbitraryArgs,
-		RunE:  groupRunE,
+		RunE:  GroupRunE,
 	}
 	var output string
 	list := &cobra.Command{

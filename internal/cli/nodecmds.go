@@ -270,7 +270,7 @@ func newLogsCmd(s Streams) *cobra.Command {
 
 func newEndpointCmd(s Streams) *cobra.Command {
 	var output string
-	cmd := &cobra.Command{Use: "endpoint", Short: "Inspect the node's endpoints", Args: cobra.ArbitraryArgs, RunE: groupRunE}
+	cmd := &cobra.Command{Use: "endpoint", Short: "Inspect the node's endpoints", Args: cobra.ArbitraryArgs, RunE: GroupRunE}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List endpoints with identity, addresses, enforcement and counters",

@@ -14,7 +14,7 @@ func newPolicyCmd(s Streams) *cobra.Command {
 CiliumClusterwideNetworkPolicy, namespaces and workloads from manifests and answer
 "can A talk to B, and which rule decides?" with the evaluator the datapath enforces.`,
 		Args: cobra.ArbitraryArgs,
-		RunE: groupRunE,
+		RunE: GroupRunE,
 		// Every policy command reads files, answers and exits.
 		PersistentPreRun: func(*cobra.Command, []string) { oneShotGC() },
 	}

@@ -21,7 +21,7 @@ import (
 // of Kubernetes' agnhost: an echo server on TCP and UDP ports, and a
 // client that reports whether a peer answers.
 func newProbeCmd(s Streams) *cobra.Command {
-	cmd := &cobra.Command{Use: "probe", Short: "Echo server and client for trying policies", Args: cobra.ArbitraryArgs, RunE: groupRunE}
+	cmd := &cobra.Command{Use: "probe", Short: "Echo server and client for trying policies", Args: cobra.ArbitraryArgs, RunE: GroupRunE}
 	var tcp, udp, httpPorts []int
 	serve := &cobra.Command{
 		Use:   "serve [--tcp PORT]... [--udp PORT]... [--http PORT]...",

@@ -47,10 +47,10 @@ func usageError(format string, args ...any) error { return UsageError(format, ar
 // (exit code 1 with no further message).
 var failed = &ExitError{Code: 1}
 
-// groupRunE is the RunE of commands that only group subcommands: without
+// GroupRunE is the RunE of commands that only group subcommands: without
 // arguments they print help, with an unknown subcommand they fail with a
 // usage error (cobra would print help and exit 0).
-func groupRunE(cmd *cobra.Command, args []string) error {
+func GroupRunE(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
 		return usageError("unknown command %q for %q", args[0], cmd.CommandPath())
 	}
@@ -90,7 +90,7 @@ func NewRoot(s Streams) *cobra.Command {
 		newRunCmd(s), newStopCmd(s), newLogsCmd(s), newExecCmd(s), newEndpointCmd(s), newObserveCmd(s), newProbeCmd(s),
 		newPolicyCmd(s),
 		newAuditCmd(s),
-		newGuardrailCmd(s),
+		newNodeHandover("guardrail", "The admission guardrail: serve the webhook, install its configuration"),
 		newCertCmd(s),
 	)
 	return root

@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/rampartsec/rampart/internal/cli"
+	"github.com/rampartsec/rampart/internal/nodecli"
 	"github.com/rampartsec/rampart/internal/posture"
 	"github.com/rampartsec/rampart/internal/testenv"
 )
@@ -119,7 +120,7 @@ func TestLiveAdmission(t *testing.T) {
 	addr := freeAddr(t)
 	const hook = "guardrail-test.rampart.io"
 	var out, errb bytes.Buffer
-	code := cli.Main([]string{"guardrail", "install", "--service-url", "https://" + addr,
+	code := nodecli.Main([]string{"guardrail", "install", "--service-url", "https://" + addr,
 		"--cert-dir", dir, "--name", hook, "--namespace-selector", sel + "=true",
 		"--apply", "--kubeconfig", kubeconfig}, nil, &out, &errb)
 	if code != 0 {
@@ -140,7 +141,7 @@ func TestLiveAdmission(t *testing.T) {
 	serveErr := &syncBuffer{}
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	root := cli.NewRoot(cli.Streams{In: strings.NewReader(""), Out: serveErr, Err: serveErr})
+	root := nodecli.NewRoot(cli.Streams{In: strings.NewReader(""), Out: serveErr, Err: serveErr})
 	root.SetArgs([]string{"guardrail", "serve", "--cert", filepath.Join(dir, "tls.crt"), "--key", filepath.Join(dir, "tls.key"),
 		"--listen", addr, "--kubeconfig", kubeconfig, "--cluster-scoped-mode", "enforce=rampart"})
 	go func() { done <- root.ExecuteContext(serveCtx) }()

@@ -1,10 +1,11 @@
 // Package nodecli is the command line of rampart-node, the node daemon:
-// "up" runs the node and "down --cleanup" removes what it created. It is a
+// "up" runs the node, "down --cleanup" removes what it created, and
+// "guardrail" serves and installs the admission webhook. It is a
 // binary of its own so that the rampart CLI does not link the embedded etcd
 // server, the eBPF loader and the agent, whose package initialisation alone
 // cost about 25 ms on every CLI invocation (the way cilium and cilium-agent,
-// or etcdctl and etcd, are split). "rampart up" and "rampart down" hand over
-// to this binary.
+// or etcdctl and etcd, are split). "rampart up", "rampart down" and
+// "rampart guardrail" hand over to this binary.
 package nodecli
 
 import (
@@ -28,14 +29,26 @@ import (
 // Main runs rampart-node with args and returns the process exit code.
 func Main(args []string, in io.Reader, out, errw io.Writer) int {
 	s := cli.Streams{In: in, Out: out, Err: errw}
+	return cli.Execute(NewRoot(s), s, args)
+}
+
+// NewRoot returns rampart-node's root command: up, down and the admission
+// guardrail, the commands that run servers or change a node or a cluster,
+// and need the agent or client-go's typed clients.
+func NewRoot(s cli.Streams) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "rampart-node",
-		Short: "The Rampart node daemon: control plane and agent of a standalone node",
+		Use:           "rampart-node",
+		Short:         "The Rampart node daemon: control plane and agent of a standalone node, and the admission guardrail",
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
+	root.SetIn(s.In)
+	root.SetOut(s.Out)
+	root.SetErr(s.Err)
 	var socket string
 	root.PersistentFlags().StringVar(&socket, "socket", "", "node API socket (default $RAMPART_SOCKET or /run/rampart/rampart.sock)")
-	root.AddCommand(newUpCmd(s, &socket), newDownCmd(s))
-	return cli.Execute(root, s, args)
+	root.AddCommand(newUpCmd(s, &socket), newDownCmd(s), newGuardrailCmd(s))
+	return root
 }
 
 func newUpCmd(s cli.Streams, socket *string) *cobra.Command {

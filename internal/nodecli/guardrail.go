@@ -1,6 +1,8 @@
-package cli
+package nodecli
 
 import (
+	"github.com/rampartsec/rampart/internal/cli"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -24,7 +26,7 @@ import (
 
 // newGuardrailCmd returns `rampart guardrail`, the admission webhook that
 // applies Rampart's audit at admission time.
-func newGuardrailCmd(s Streams) *cobra.Command {
+func newGuardrailCmd(s cli.Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "guardrail",
 		Short: "Admission guardrail: deny, warn about or audit insecure workloads and RBAC at admission",
@@ -39,7 +41,7 @@ with labels, in the style of Pod Security Admission:
 LEVEL is baseline, restricted, rampart or score:N (deny, warn or annotate when the
 workload's KCCSS risk score is at least N). See docs/guardrail.md.`,
 		Args: cobra.ArbitraryArgs,
-		RunE: groupRunE,
+		RunE: cli.GroupRunE,
 	}
 	cmd.AddCommand(newGuardrailServeCmd(s), newGuardrailInstallCmd(s))
 	return cmd
@@ -60,7 +62,7 @@ type guardrailServeFlags struct {
 // installs the administrator never opted into guarding.
 const defaultClusterScopedMode = "warn=rampart,audit=rampart"
 
-func newGuardrailServeCmd(s Streams) *cobra.Command {
+func newGuardrailServeCmd(s cli.Streams) *cobra.Command {
 	var f guardrailServeFlags
 	cmd := &cobra.Command{
 		Use:   "serve --cert FILE --key FILE [flags]",
@@ -86,16 +88,16 @@ labels; --cluster-scoped-mode sets their policy as MODE=LEVEL pairs, or none.`,
 	return cmd
 }
 
-func runGuardrailServe(ctx context.Context, s Streams, f guardrailServeFlags) error {
+func runGuardrailServe(ctx context.Context, s cli.Streams, f guardrailServeFlags) error {
 	if f.cert == "" || f.key == "" {
-		return usageError("--cert and --key are required")
+		return cli.UsageError("--cert and --key are required")
 	}
 	policy, err := guardrail.ParseModes(f.clusterScoped)
 	if err != nil {
-		return usageError("--cluster-scoped-mode: %v", err)
+		return cli.UsageError("--cluster-scoped-mode: %v", err)
 	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
-		return usageError("--listen %q: want HOST:PORT", f.listen)
+		return cli.UsageError("--listen %q: want HOST:PORT", f.listen)
 	}
 	cfg, err := restConfig(f.kubeconfig, f.context, "rampart-guardrail")
 	if err != nil {
@@ -103,7 +105,7 @@ func runGuardrailServe(ctx context.Context, s Streams, f guardrailServeFlags) er
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return &ExitError{Code: 1, Err: fmt.Errorf("kubernetes client: %w", err)}
+		return &cli.ExitError{Code: 1, Err: fmt.Errorf("kubernetes client: %w", err)}
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -113,7 +115,7 @@ func runGuardrailServe(ctx context.Context, s Streams, f guardrailServeFlags) er
 	log := slog.New(slog.NewTextHandler(s.Err, nil))
 	cluster, err := guardrail.NewInformerCluster(ctx, client)
 	if err != nil {
-		return &ExitError{Code: 1, Err: fmt.Errorf("read namespaces: %w", err)}
+		return &cli.ExitError{Code: 1, Err: fmt.Errorf("read namespaces: %w", err)}
 	}
 	srv := &guardrail.Server{
 		Addr: f.listen, CertFile: f.cert, KeyFile: f.key, Log: log,
@@ -123,7 +125,7 @@ func runGuardrailServe(ctx context.Context, s Streams, f guardrailServeFlags) er
 		log.Info("serving", "url", fmt.Sprintf("https://%s%s", addr, guardrail.ValidatePath), "cluster-scoped-mode", policy.String())
 	})
 	if err != nil {
-		return &ExitError{Code: 1, Err: err}
+		return &cli.ExitError{Code: 1, Err: err}
 	}
 	return nil
 }
@@ -133,11 +135,11 @@ func runGuardrailServe(ctx context.Context, s Streams, f guardrailServeFlags) er
 func restConfig(kubeconfig, kubeContext, agent string) (*rest.Config, error) {
 	if kubeconfig == "" {
 		if kubeContext != "" {
-			return nil, usageError("--context needs --kubeconfig")
+			return nil, cli.UsageError("--context needs --kubeconfig")
 		}
 		cfg, err := rest.InClusterConfig()
 		if err != nil {
-			return nil, usageError("no --kubeconfig and not running in a cluster: %v", err)
+			return nil, cli.UsageError("no --kubeconfig and not running in a cluster: %v", err)
 		}
 		cfg.UserAgent = agent
 		return cfg, nil
@@ -145,7 +147,7 @@ func restConfig(kubeconfig, kubeContext, agent string) (*rest.Config, error) {
 	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
 	if err != nil {
-		return nil, &ExitError{Code: 1, Err: fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)}
+		return nil, &cli.ExitError{Code: 1, Err: fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)}
 	}
 	cfg.UserAgent = agent
 	return cfg, nil
@@ -163,7 +165,7 @@ type guardrailInstallFlags struct {
 	context    string
 }
 
-func newGuardrailInstallCmd(s Streams) *cobra.Command {
+func newGuardrailInstallCmd(s cli.Streams) *cobra.Command {
 	var f guardrailInstallFlags
 	cmd := &cobra.Command{
 		Use:   "install (--service-url URL | --service NAMESPACE/NAME) [flags]",
@@ -196,22 +198,22 @@ env=prod or 'team in (a,b)') narrows the namespaces further.`,
 	return cmd
 }
 
-func runGuardrailInstall(ctx context.Context, s Streams, f guardrailInstallFlags) error {
+func runGuardrailInstall(ctx context.Context, s cli.Streams, f guardrailInstallFlags) error {
 	opts := guardrail.WebhookOptions{Name: f.name}
 	var hosts []string
 	switch {
 	case (f.serviceURL == "") == (f.service == ""):
-		return usageError("give exactly one of --service-url and --service")
+		return cli.UsageError("give exactly one of --service-url and --service")
 	case f.serviceURL != "":
 		u, host, err := guardrail.ParseWebhookURL(f.serviceURL)
 		if err != nil {
-			return usageError("--service-url: %v", err)
+			return cli.UsageError("--service-url: %v", err)
 		}
 		opts.URL, hosts = u, []string{host}
 	default:
 		ns, name, ok := strings.Cut(f.service, "/")
 		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-			return usageError("--service %q: want NAMESPACE/NAME", f.service)
+			return cli.UsageError("--service %q: want NAMESPACE/NAME", f.service)
 		}
 		svc := types.NamespacedName{Namespace: ns, Name: name}
 		opts.Service, hosts = &svc, guardrail.ServiceHosts(svc)
@@ -219,22 +221,22 @@ func runGuardrailInstall(ctx context.Context, s Streams, f guardrailInstallFlags
 	if f.selector != "" {
 		sel, err := metav1.ParseToLabelSelector(f.selector)
 		if err != nil {
-			return usageError("--namespace-selector: %v", err)
+			return cli.UsageError("--namespace-selector: %v", err)
 		}
 		opts.NamespaceSelector = sel
 	}
 	switch {
 	case f.apply && f.kubeconfig == "":
-		return usageError("--apply needs --kubeconfig")
+		return cli.UsageError("--apply needs --kubeconfig")
 	case !f.apply && (f.kubeconfig != "" || f.context != ""):
-		return usageError("--kubeconfig and --context only go with --apply")
+		return cli.UsageError("--kubeconfig and --context only go with --apply")
 	}
 	if f.certDir == "" {
-		return usageError("--cert-dir must not be empty")
+		return cli.UsageError("--cert-dir must not be empty")
 	}
 	certs, err := guardrail.EnsureCerts(f.certDir, hosts, time.Now())
 	if err != nil {
-		return &ExitError{Code: 1, Err: err}
+		return &cli.ExitError{Code: 1, Err: err}
 	}
 	if len(certs.Written) > 0 {
 		fmt.Fprintf(s.Err, "wrote %s\n", strings.Join(certs.Written, ", "))
@@ -244,12 +246,12 @@ func runGuardrailInstall(ctx context.Context, s Streams, f guardrailInstallFlags
 	opts.CABundle = certs.CABundle
 	cfg, err := guardrail.WebhookConfiguration(opts)
 	if err != nil {
-		return usageError("%v", err)
+		return cli.UsageError("%v", err)
 	}
 	if !f.apply {
 		data, err := yaml.Marshal(cfg)
 		if err != nil {
-			return &ExitError{Code: 1, Err: err}
+			return &cli.ExitError{Code: 1, Err: err}
 		}
 		_, err = s.Out.Write(data)
 		return err
@@ -260,7 +262,7 @@ func runGuardrailInstall(ctx context.Context, s Streams, f guardrailInstallFlags
 	}
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return &ExitError{Code: 1, Err: fmt.Errorf("kubernetes client: %w", err)}
+		return &cli.ExitError{Code: 1, Err: fmt.Errorf("kubernetes client: %w", err)}
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -269,7 +271,7 @@ func runGuardrailInstall(ctx context.Context, s Streams, f guardrailInstallFlags
 	defer cancel()
 	created, err := guardrail.ApplyWebhook(ctx, client, cfg)
 	if err != nil {
-		return &ExitError{Code: 1, Err: err}
+		return &cli.ExitError{Code: 1, Err: err}
 	}
 	verb := "configured"
 	if created {

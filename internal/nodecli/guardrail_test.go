@@ -1,4 +1,4 @@
-package cli_test
+package nodecli_test
 
 import (
 	"bytes"
@@ -11,13 +11,13 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/rampartsec/rampart/internal/cli"
+	"github.com/rampartsec/rampart/internal/nodecli"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = cli.Main(args, strings.NewReader(""), &out, &errb)
+	code = nodecli.Main(args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -107,6 +107,21 @@ func TestGuardrailInstallPrints(t *testing.T) {
 		t.Errorf("second run: exit %d, same output %v, stderr %q", code, again == stdout, stderr)
 	}
 }
+
+// unreachableKubeconfig points at a loopback port nothing listens on.
+const unreachableKubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {server: "http://127.0.0.1:1"}
+contexts:
+- name: c
+  context: {cluster: c, user: u}
+users:
+- name: u
+  user: {}
+current-context: c
+`
 
 // TestGuardrailInstallApplyUnreachable checks that --apply reports a
 // cluster it cannot reach as a failure (exit 1), not a usage error.
