@@ -72,12 +72,25 @@ type Authorizer struct {
 type state struct {
 	Snapshot
 	views map[string]*mesh.WorkloadView
+	// endpoints indexes Repo's endpoints by address once per snapshot:
+	// Repository.EndpointByAddr sorts and scans every endpoint, too slow
+	// for every connection.
+	endpoints map[netip.Addr]*policy.Endpoint
 }
 
 // Update replaces the policy; connections in progress keep the decision
 // they got.
 func (a *Authorizer) Update(s Snapshot) {
-	st := &state{Snapshot: s, views: map[string]*mesh.WorkloadView{}}
+	st := &state{Snapshot: s, views: map[string]*mesh.WorkloadView{}, endpoints: map[netip.Addr]*policy.Endpoint{}}
+	if s.Repo != nil {
+		for _, e := range s.Repo.Endpoints() {
+			for _, a := range e.IPs {
+				if _, dup := st.endpoints[a]; !dup { // the first owner, as EndpointByAddr
+					st.endpoints[a] = e
+				}
+			}
+		}
+	}
 	for k, m := range s.Workloads {
 		ns, _, _ := strings.Cut(k, "/")
 		if s.Mesh != nil {
@@ -145,7 +158,7 @@ func (a *Authorizer) AuthorizeConn(c proxy.Connection) (proxy.Decision, error) {
 	if err != nil {
 		return proxy.Decision{}, err
 	}
-	if d, ok := l4(st.Repo, c, nil); !ok {
+	if d, ok := st.l4(c, nil); !ok {
 		return d, nil
 	}
 	if m.parsesHTTP(v, c.DestinationPort) {
@@ -192,7 +205,7 @@ func (a *Authorizer) AuthorizeHTTP(r proxy.Request) (proxy.Decision, error) {
 	}
 	if hasPort(m.L7Ports, r.DestinationPort) {
 		hreq := &policy.HTTPRequest{Method: r.Method, Path: path, Host: r.Host, Headers: r.Header}
-		if d, ok := l4(st.Repo, r.Connection, hreq); !ok {
+		if d, ok := st.l4(r.Connection, hreq); !ok {
 			return d, nil
 		}
 	}
@@ -237,7 +250,8 @@ func fromMesh(d mesh.Decision) proxy.Decision {
 // l4 applies the L3/L4 verdict of NetworkPolicy and CiliumNetworkPolicy
 // for the inner port, and with req the Cilium L7 rules. It reports false
 // with the denial when the flow is denied.
-func l4(repo *policy.Repository, c proxy.Connection, req *policy.HTTPRequest) (proxy.Decision, bool) {
+func (st *state) l4(c proxy.Connection, req *policy.HTTPRequest) (proxy.Decision, bool) {
+	repo := st.Repo
 	if repo == nil {
 		return proxy.Decision{}, true
 	}
@@ -248,11 +262,11 @@ func l4(repo *policy.Repository, c proxy.Connection, req *policy.HTTPRequest) (p
 			dstAddr = ip
 		}
 	}
-	dst := side(repo, dstAddr)
+	dst := st.side(dstAddr)
 	if dst.Endpoint == nil {
 		return proxy.Decision{Reason: "L3/L4: destination " + dstAddr.String() + " is not a known endpoint"}, false
 	}
-	v := repo.Decide(policy.Flow{Src: side(repo, src), Dst: dst, Proto: policy.TCP, Port: c.DestinationPort, HTTP: req})
+	v := repo.Decide(policy.Flow{Src: st.side(src), Dst: dst, Proto: policy.TCP, Port: c.DestinationPort, HTTP: req})
 	if v.Allowed {
 		return proxy.Decision{Allow: true}, true
 	}
@@ -275,8 +289,8 @@ func l4(repo *policy.Repository, c proxy.Connection, req *policy.HTTPRequest) (p
 }
 
 // side finds the endpoint that owns addr, else treats addr as the world.
-func side(repo *policy.Repository, addr netip.Addr) policy.Side {
-	if e := repo.EndpointByAddr(addr.String()); e != nil {
+func (st *state) side(addr netip.Addr) policy.Side {
+	if e := st.endpoints[addr]; e != nil {
 		return policy.Side{Endpoint: e, Identity: e.Identity, Addr: addr}
 	}
 	return policy.Side{Identity: identity.Reserved(identity.World), Addr: addr}
