@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"syscall"
 
 	"github.com/vishvananda/netns"
@@ -18,36 +17,7 @@ func inNetns(ns netns.NsHandle, fn func() error) error { return netnsexec.Do(ns,
 // newNetns creates an anonymous network namespace. It lives as long as the
 // returned handle or a process inside it, so nothing is left behind in
 // /run/netns when the benchmark is killed.
-func newNetns() (netns.NsHandle, error) {
-	type result struct {
-		ns  netns.NsHandle
-		err error
-	}
-	c := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			c <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New()
-		if err != nil {
-			c <- result{err: fmt.Errorf("create netns: %w", err)}
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			ns.Close()
-			c <- result{err: fmt.Errorf("leave new netns: %w", err)}
-			return
-		}
-		runtime.UnlockOSThread()
-		c <- result{ns: ns}
-	}()
-	r := <-c
-	return r.ns, r.err
-}
+func newNetns() (netns.NsHandle, error) { return netnsexec.New() }
 
 // startIn starts cmd inside ns. The child inherits the namespace of the
 // thread that forks it, and is killed if this process dies.

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -31,37 +30,12 @@ func inNetns(ns netns.NsHandle, fn func() error) error { return netnsexec.Do(ns,
 // the test's handle and everything inside it are gone.
 func newNetns(t *testing.T) netns.NsHandle {
 	t.Helper()
-	nsc := make(chan netns.NsHandle, 1)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New()
-		if err != nil {
-			errc <- err
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			ns.Close()
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		nsc <- ns
-	}()
-	select {
-	case err := <-errc:
+	ns, err := netnsexec.New()
+	if err != nil {
 		t.Fatalf("create netns: %v", err)
-	case ns := <-nsc:
-		t.Cleanup(func() { ns.Close() })
-		return ns
 	}
-	return 0
+	t.Cleanup(func() { ns.Close() })
+	return ns
 }
 
 // testHost is one endpoint: a namespace whose eth0 pairs with a veth on the

@@ -533,33 +533,9 @@ var (
 func mustWorld(t *testing.T) *world {
 	t.Helper()
 	requirePrivileged(t)
-	nsc := make(chan netns.NsHandle, 1)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New()
-		if err != nil {
-			errc <- err
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		nsc <- ns
-	}()
-	var ns netns.NsHandle
-	select {
-	case err := <-errc:
+	ns, err := netnsexec.New()
+	if err != nil {
 		t.Fatalf("world namespace: %v", err)
-	case ns = <-nsc:
 	}
 	t.Cleanup(func() { ns.Close() })
 

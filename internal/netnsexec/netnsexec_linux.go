@@ -46,3 +46,38 @@ func DoPath(path string, fn func() error) error {
 	}
 	return nil
 }
+
+// New creates an anonymous network namespace and returns a handle to it,
+// leaving the caller's thread in its own namespace (netns.New switches the
+// thread that calls it). The namespace lives as long as a handle to it or
+// anything inside it.
+func New() (netns.NsHandle, error) {
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	c := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			c <- result{err: fmt.Errorf("read the current network namespace: %w", err)}
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New()
+		if err != nil {
+			c <- result{err: fmt.Errorf("create network namespace: %w", err)}
+			return
+		}
+		if err := netns.Set(orig); err != nil {
+			ns.Close()
+			c <- result{err: fmt.Errorf("return to the original network namespace: %w", err)}
+			return // the thread stays locked and is discarded
+		}
+		runtime.UnlockOSThread()
+		c <- result{ns: ns}
+	}()
+	r := <-c
+	return r.ns, r.err
+}
