@@ -91,9 +91,9 @@ func (a *Authorizer) Update(s Snapshot) {
 			}
 		}
 	}
-	for k, m := range s.Workloads {
-		ns, _, _ := strings.Cut(k, "/")
-		if s.Mesh != nil {
+	if s.Mesh != nil {
+		for k, m := range s.Workloads {
+			ns, _, _ := strings.Cut(k, "/")
 			st.views[k] = s.Mesh.Workload(mesh.Workload{Namespace: ns, Labels: m.Labels, ServiceAccount: serviceAccount(m.ServiceAccount)})
 		}
 	}
@@ -107,11 +107,12 @@ func (a *Authorizer) lookup(w proxy.Workload) (*state, Member, *mesh.WorkloadVie
 	if st == nil {
 		return nil, Member{}, nil, errNoPolicy
 	}
-	m, ok := st.Workloads[w.Key()]
+	k := w.Key()
+	m, ok := st.Workloads[k]
 	if !ok {
-		return nil, Member{}, nil, fmt.Errorf("workload %s is not served by the proxy", w.Key())
+		return nil, Member{}, nil, fmt.Errorf("workload %s is not served by the proxy", k)
 	}
-	return st, m, st.views[w.Key()], nil
+	return st, m, st.views[k], nil
 }
 
 // PeerMode maps the workload's PeerAuthentication mode for port.
@@ -225,13 +226,19 @@ func meshRequest(c proxy.Connection) mesh.Request {
 		DestinationPort: c.DestinationPort,
 		SNI:             c.SNI,
 	}
-	for _, ip := range c.Destination.IPs {
+	req.DestinationIP = addrLike(c.Destination.IPs, src)
+	return req
+}
+
+// addrLike returns the first of ips in src's family: the proxy tells which
+// workload a tunnel reached, not which of its addresses.
+func addrLike(ips []netip.Addr, src netip.Addr) netip.Addr {
+	for _, ip := range ips {
 		if ip.Is4() == src.Is4() {
-			req.DestinationIP = ip
-			break
+			return ip
 		}
 	}
-	return req
+	return netip.Addr{}
 }
 
 // fromMesh translates the engine's verdict. The reason is rendered only
@@ -256,12 +263,7 @@ func (st *state) l4(c proxy.Connection, req *policy.HTTPRequest) (proxy.Decision
 		return proxy.Decision{}, true
 	}
 	src := c.Source.Addr().Unmap()
-	var dstAddr netip.Addr
-	for _, ip := range c.Destination.IPs {
-		if ip.Is4() == src.Is4() {
-			dstAddr = ip
-		}
-	}
+	dstAddr := addrLike(c.Destination.IPs, src)
 	dst := st.side(dstAddr)
 	if dst.Endpoint == nil {
 		return proxy.Decision{Reason: "L3/L4: destination " + dstAddr.String() + " is not a known endpoint"}, false
