@@ -88,7 +88,7 @@ func (p *Proxy) serveHTTP(ws *workloadState, c net.Conn, conn Connection, rec Re
 			Rewrite:       h.rewrite,
 			Transport:     t,
 			FlushInterval: -1,
-			ErrorLog:      log.New(io.Discard, "", 0),
+			ErrorLog:      discardLog,
 			ErrorHandler:  h.upstreamError,
 		}
 	}
@@ -102,7 +102,7 @@ func (p *Proxy) serveHTTP(ws *workloadState, c net.Conn, conn Connection, rec Re
 		ReadHeaderTimeout: l7HeaderTimeout,
 		IdleTimeout:       p.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          log.New(io.Discard, "", 0),
+		ErrorLog:          discardLog,
 		BaseContext:       func(net.Listener) context.Context { return ws.ctx },
 	}
 	l := newOneConnListener(cc, net.TCPAddrFromAddrPort(rec.Destination))
@@ -115,6 +115,10 @@ func (p *Proxy) serveHTTP(ws *workloadState, c net.Conn, conn Connection, rec Re
 	}
 	p.finish(rec, rec.Start)
 }
+
+// discardLog silences net/http's own logging on inspected connections:
+// the proxy logs and records what matters itself. One logger for all.
+var discardLog = log.New(io.Discard, "", 0)
 
 // l7Handler authorizes and forwards the requests of one connection.
 type l7Handler struct {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -174,25 +175,20 @@ type dialedConn struct {
 	p    *Proxy
 	ws   *workloadState
 	rec  Record
-	mu   sync.Mutex
-	in   int64 // read by the caller: the response direction
-	out  int64 // written by the caller: the request direction
+	in   atomic.Int64 // read by the caller: the response direction
+	out  atomic.Int64 // written by the caller: the request direction
 	once sync.Once
 }
 
 func (d *dialedConn) Read(b []byte) (int, error) {
 	n, err := d.halfConn.Read(b)
-	d.mu.Lock()
-	d.in += int64(n)
-	d.mu.Unlock()
+	d.in.Add(int64(n))
 	return n, err
 }
 
 func (d *dialedConn) Write(b []byte) (int, error) {
 	n, err := d.halfConn.Write(b)
-	d.mu.Lock()
-	d.out += int64(n)
-	d.mu.Unlock()
+	d.out.Add(int64(n))
 	return n, err
 }
 
@@ -200,9 +196,7 @@ func (d *dialedConn) Close() error {
 	err := d.halfConn.Close()
 	d.once.Do(func() {
 		d.ws.untrack(d)
-		d.mu.Lock()
-		d.rec.BytesSent, d.rec.BytesReceived = d.in, d.out
-		d.mu.Unlock()
+		d.rec.BytesSent, d.rec.BytesReceived = d.in.Load(), d.out.Load()
 		d.rec.forwarded = true
 		d.p.finish(d.rec, d.rec.Start)
 	})
