@@ -90,10 +90,10 @@ func TestRatiosPairRounds(t *testing.T) {
 	r.values[variant{cfgRampart, 10000}][measureRR] = []float64{90, 46}
 	r.cost[variant{cfg: cfgPlain}][measureRR] = []float64{10e-6, 20e-6}
 	r.cost[variant{cfgRampart, 10}][measureRR] = []float64{12.5e-6, 25e-6}
-	if got := summarize(r.ratios(seriesRate, variant{cfgRampart, 10}, measureRR)); got.lo != 0.95 || got.hi != 0.95 {
+	if got := summarize(r.ratios(seriesRate, variant{cfgRampart, 10}, measureRR)); got.Lo != 0.95 || got.Hi != 0.95 {
 		t.Errorf("rate b/a at N=10 = %+v, want 0.95 in both rounds", got)
 	}
-	if got := summarize(r.ratios(seriesCPU, variant{cfgRampart, 10}, measureRR)); got.lo != 0.8 || got.hi != 0.8 {
+	if got := summarize(r.ratios(seriesCPU, variant{cfgRampart, 10}, measureRR)); got.Lo != 0.8 || got.Hi != 0.8 {
 		t.Errorf("CPU b/a at N=10 = %+v, want 0.8 (a's cost over b's) in both rounds", got)
 	}
 	f, ok := r.flatness(seriesRate, measureRR)

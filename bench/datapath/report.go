@@ -114,19 +114,14 @@ func (s bpfSample) sub(before bpfSample) bpfSample {
 	return bpfSample{Runtime: s.Runtime - before.Runtime, Runs: s.Runs - before.Runs}
 }
 
-// summary is the median and range of a sample.
-type summary struct {
-	med, lo, hi float64
-	n           int
-}
+// summary is the median and range of a sample, with this report's
+// formatting.
+type summary stats.Summary
 
-func summarize(xs []float64) summary {
-	s := stats.Summarize(xs)
-	return summary{med: s.Med, lo: s.Lo, hi: s.Hi, n: s.N}
-}
+func summarize(xs []float64) summary { return summary(stats.Summarize(xs)) }
 
 // spread is the range relative to the median.
-func (s summary) spread() float64 { return (s.hi - s.lo) / s.med }
+func (s summary) spread() float64 { return (s.Hi - s.Lo) / s.Med }
 
 // series selects the numbers that a ratio compares.
 type series int
@@ -174,36 +169,36 @@ func scale(m measure, x float64) float64 {
 }
 
 func formatValue(m measure, s summary) string {
-	if s.n == 0 {
+	if s.N == 0 {
 		return "-"
 	}
 	f := "%.0f [%.0f-%.0f]"
 	if m == measureThroughput {
 		f = "%.2f [%.2f-%.2f]"
 	}
-	str := fmt.Sprintf(f, scale(m, s.med), scale(m, s.lo), scale(m, s.hi))
-	if s.n > 1 {
+	str := fmt.Sprintf(f, scale(m, s.Med), scale(m, s.Lo), scale(m, s.Hi))
+	if s.N > 1 {
 		str += fmt.Sprintf(" ±%.1f%%", 50*s.spread())
 	}
 	return str
 }
 
 func formatCost(m measure, s summary) string {
-	if s.n == 0 {
+	if s.N == 0 {
 		return "-"
 	}
 	f, k := "%.1f [%.1f-%.1f]", 1e6 // µs per transaction or connection
 	if m == measureThroughput {
 		f, k = "%.0f [%.0f-%.0f]", 1e3 // ms per GB
 	}
-	return fmt.Sprintf(f, k*s.med, k*s.lo, k*s.hi)
+	return fmt.Sprintf(f, k*s.Med, k*s.Lo, k*s.Hi)
 }
 
 func formatRatio(s summary) string {
-	if s.n == 0 {
+	if s.N == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.3f [%.3f-%.3f]", s.med, s.lo, s.hi)
+	return fmt.Sprintf("%.3f [%.3f-%.3f]", s.Med, s.Lo, s.Hi)
 }
 
 // flatness compares b/a at the smallest and largest N for measure m.
@@ -224,12 +219,12 @@ func (r *report) flatness(s series, m measure) (flatness, bool) {
 		from: summarize(r.ratios(s, variant{cfgRampart, ns[0]}, m)),
 		to:   summarize(r.ratios(s, variant{cfgRampart, ns[len(ns)-1]}, m)),
 	}
-	if f.from.n == 0 || f.to.n == 0 {
+	if f.from.N == 0 || f.to.N == 0 {
 		return flatness{}, false
 	}
-	f.change = f.to.med/f.from.med - 1
+	f.change = f.to.Med/f.from.Med - 1
 	f.flat = math.Abs(f.change) <= r.opts.flatTolerance
-	f.overlap = f.to.lo <= f.from.hi && f.from.lo <= f.to.hi
+	f.overlap = f.to.Lo <= f.from.Hi && f.from.Lo <= f.to.Hi
 	return f, true
 }
 
@@ -293,12 +288,12 @@ func (r *report) print(w io.Writer) {
 		for _, m := range o.measures {
 			c := formatCost(m, summarize(r.cost[v][m]))
 			if v.cfg == cfgRampart {
-				if self := summarize(r.selfCost[v][m]); self.n > 0 {
+				if self := summarize(r.selfCost[v][m]); self.N > 0 {
 					k, f := 1e6, " (reader %.1f)"
 					if m == measureThroughput {
 						k, f = 1e3, " (reader %.0f)"
 					}
-					c += fmt.Sprintf(f, k*self.med)
+					c += fmt.Sprintf(f, k*self.Med)
 				}
 			}
 			row = append(row, c)
@@ -348,7 +343,7 @@ func (r *report) print(w io.Writer) {
 				} else {
 					verdict += ", ranges disjoint"
 				}
-				fmt.Fprintf(w, "  %-10s %-4v  %.3f -> %.3f  (%+.1f%%)  %s\n", m, s, f.from.med, f.to.med, 100*f.change, verdict)
+				fmt.Fprintf(w, "  %-10s %-4v  %.3f -> %.3f  (%+.1f%%)  %s\n", m, s, f.from.Med, f.to.Med, 100*f.change, verdict)
 			}
 		}
 	}
@@ -360,10 +355,10 @@ func (r *report) print(w io.Writer) {
 				for _, n := range o.ns {
 					sum := summarize(r.ratios(s, variant{cfgRampart, n}, m))
 					mark := "met"
-					if !(sum.med >= goalRatio) {
+					if !(sum.Med >= goalRatio) {
 						mark = "MISSED"
 					}
-					parts = append(parts, fmt.Sprintf("N=%d %.3f %s", n, sum.med, mark))
+					parts = append(parts, fmt.Sprintf("N=%d %.3f %s", n, sum.Med, mark))
 				}
 				fmt.Fprintf(w, "  %-10s %-4v  %s\n", m, s, strings.Join(parts, "; "))
 			}
@@ -403,11 +398,11 @@ func (r *report) printBPF(w io.Writer) {
 			}
 			op, rpo := "-", "-"
 			if len(perOp) > 0 {
-				op = fmt.Sprintf("%.0f", summarize(perOp).med)
-				rpo = fmt.Sprintf("%.1f", summarize(runsPerOp).med)
+				op = fmt.Sprintf("%.0f", summarize(perOp).Med)
+				rpo = fmt.Sprintf("%.1f", summarize(runsPerOp).Med)
 			}
 			rows = append(rows, fmt.Sprintf("%s\t%d\t%s\t%.0f\t%s\t%s\t%.1f%%",
-				v.cfg, v.n, m, summarize(perRun).med, rpo, op, summarize(cpu).med))
+				v.cfg, v.n, m, summarize(perRun).Med, rpo, op, summarize(cpu).Med))
 		}
 	}
 	if len(rows) == 0 {
@@ -447,11 +442,11 @@ func (r *report) printProgCost(w io.Writer) {
 		var first, last float64
 		for i, n := range ns {
 			s := summarize(r.progCost[name][n])
-			row = append(row, fmt.Sprintf("%.0f [%.0f-%.0f]", s.med, s.lo, s.hi))
+			row = append(row, fmt.Sprintf("%.0f [%.0f-%.0f]", s.Med, s.Lo, s.Hi))
 			if i == 0 {
-				first = s.med
+				first = s.Med
 			}
-			last = s.med
+			last = s.Med
 		}
 		if len(ns) > 1 {
 			row = append(row, fmt.Sprintf("%+.1f%%", 100*(last/first-1)))

@@ -110,7 +110,7 @@ func TestPercentile(t *testing.T) {
 
 // TestSummaryEmpty checks that a measure with no values prints as "-".
 func TestSummaryEmpty(t *testing.T) {
-	if s := summarize(nil); !math.IsNaN(s.med) || s.format("%.1f", 1) != "-" {
+	if s := summarize(nil); !math.IsNaN(s.Med) || s.format("%.1f", 1) != "-" {
 		t.Errorf("summarize(nil) = %+v, formatted %q", s, s.format("%.1f", 1))
 	}
 }
@@ -162,10 +162,10 @@ func TestGoalsPairRounds(t *testing.T) {
 	r.samples[cfgL7][loadMax] = []sample{maxed(2000, 1), maxed(1000, 1)}
 	r.samples[cfgNginx][loadMax] = []sample{maxed(3000, 1), maxed(1500, 1)}
 
-	if got := summarize(r.added(cfgL4, loadFixed, func(s sample) time.Duration { return s.p90 })); math.Abs(got.lo-0.1e-3) > 1e-9 || math.Abs(got.hi-0.1e-3) > 1e-9 {
+	if got := summarize(r.added(cfgL4, loadFixed, func(s sample) time.Duration { return s.p90 })); math.Abs(got.Lo-0.1e-3) > 1e-9 || math.Abs(got.Hi-0.1e-3) > 1e-9 {
 		t.Errorf("added p90 of b = %+v, want 0.1 ms in both rounds", got)
 	}
-	if got := summarize(r.ratioToNginx(cfgL4)); math.Abs(got.lo-8.0/3) > 1e-9 || math.Abs(got.hi-8.0/3) > 1e-9 {
+	if got := summarize(r.ratioToNginx(cfgL4)); math.Abs(got.Lo-8.0/3) > 1e-9 || math.Abs(got.Hi-8.0/3) > 1e-9 {
 		t.Errorf("b/d per core = %+v, want 8/3 in both rounds", got)
 	}
 	want := map[string]bool{

@@ -125,27 +125,22 @@ func (r *report) ratioToNginx(c config) []float64 {
 	return out
 }
 
-// summary is the median and range of a sample.
-type summary struct {
-	med, lo, hi float64
-	n           int
-}
+// summary is the median and range of a sample, with this report's
+// formatting.
+type summary stats.Summary
 
-func summarize(xs []float64) summary {
-	s := stats.Summarize(xs)
-	return summary{med: s.Med, lo: s.Lo, hi: s.Hi, n: s.N}
-}
+func summarize(xs []float64) summary { return summary(stats.Summarize(xs)) }
 
 // format renders the summary with a printf verb for one number, scaled by
 // k: "0.231 [0.220-0.250]".
 func (s summary) format(verb string, k float64) string {
-	if s.n == 0 {
+	if s.N == 0 {
 		return "-"
 	}
-	if s.n == 1 {
-		return fmt.Sprintf(verb, k*s.med)
+	if s.N == 1 {
+		return fmt.Sprintf(verb, k*s.Med)
 	}
-	return fmt.Sprintf(verb+" ["+verb+" "+verb+"]", k*s.med, k*s.lo, k*s.hi)
+	return fmt.Sprintf(verb+" ["+verb+" "+verb+"]", k*s.Med, k*s.Lo, k*s.Hi)
 }
 
 // Istio's published figures for 1.24, from
@@ -189,16 +184,16 @@ func (r *report) goals() []goal {
 		}
 		cl := summarize(r.series(c, loadFixed, func(s sample) float64 { return s.vcpuPer1k(sideClient) }))
 		sv := summarize(r.series(c, loadFixed, func(s sample) float64 { return s.vcpuPer1k(sideServer) }))
-		g.value = fmt.Sprintf("client %.3f, server %.3f", cl.med, sv.med)
-		g.met = cl.med <= limit && sv.med <= limit
+		g.value = fmt.Sprintf("client %.3f, server %.3f", cl.Med, sv.Med)
+		g.met = cl.Med <= limit && sv.Med <= limit
 		return g
 	}
 	gs = append(gs, cpuGoal(cfgL4, goalL4VCPU), cpuGoal(cfgL7, goalL7VCPU))
 	g := goal{what: fmt.Sprintf("c: added p90 at %.0f req/s at most %.1f ms", r.opts.rate, goalL7AddP90*1e3)}
 	if r.opts.has(cfgL7) {
 		s := summarize(r.added(cfgL7, loadFixed, func(s sample) time.Duration { return s.p90 }))
-		g.value = fmt.Sprintf("%+.3f ms", s.med*1e3)
-		g.met = s.med <= goalL7AddP90
+		g.value = fmt.Sprintf("%+.3f ms", s.Med*1e3)
+		g.met = s.Med <= goalL7AddP90
 	} else {
 		g.absent = "not measured"
 	}
@@ -212,8 +207,8 @@ func (r *report) goals() []goal {
 			g.absent = "d not measured"
 		default:
 			s := summarize(r.ratioToNginx(c))
-			g.value = fmt.Sprintf("%s/d = %.2f", c, s.med)
-			g.met = s.med >= 1
+			g.value = fmt.Sprintf("%s/d = %.2f", c, s.Med)
+			g.met = s.Med >= 1
 		}
 		gs = append(gs, g)
 	}
@@ -300,7 +295,7 @@ func (r *report) print(w io.Writer) {
 			perCore = f(sample.perCore, "%.0f")
 			cl := summarize(r.series(c, loadMax, func(s sample) float64 { return s.mem[sideClient] }))
 			sv := summarize(r.series(c, loadMax, func(s sample) float64 { return s.mem[sideServer] }))
-			peak = fmt.Sprintf("%.1f / %.1f", cl.hi/(1<<20), sv.hi/(1<<20))
+			peak = fmt.Sprintf("%.1f / %.1f", cl.Hi/(1<<20), sv.Hi/(1<<20))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, f(func(s sample) float64 { return s.rate }, "%.0f"), cores, perCore,
 			f(func(s sample) float64 { return ms(s.p50) }, "%.3f"), f(func(s sample) float64 { return ms(s.p99) }, "%.3f"), peak)
@@ -346,9 +341,9 @@ func (r *report) printIstio(w io.Writer) {
 			mem := summarize(r.series(c, loadFixed, func(s sample) float64 { return s.mem[side] }))
 			add := "-"
 			if side == sideClient {
-				add = fmt.Sprintf("%.3f", 1e3*summarize(r.added(c, loadFixed, func(s sample) time.Duration { return s.p90 })).med)
+				add = fmt.Sprintf("%.3f", 1e3*summarize(r.added(c, loadFixed, func(s sample) time.Duration { return s.p90 })).Med)
 			}
-			fmt.Fprintf(tw, "%s %s, %s side\t%.3f\t%.1f\t%s\n", c, c.describe(), sideNames[side], cpu.med, mem.med/(1<<20), add)
+			fmt.Fprintf(tw, "%s %s, %s side\t%.3f\t%.1f\t%s\n", c, c.describe(), sideNames[side], cpu.Med, mem.Med/(1<<20), add)
 		}
 	}
 	tw.Flush()
