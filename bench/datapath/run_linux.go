@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/rampartsec/rampart/bench/internal/host"
 	"github.com/rampartsec/rampart/internal/datapath"
 )
 
@@ -42,7 +43,7 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 	}
 	variants := variantsOf(o)
 	rep := newReport(o, variants)
-	rep.env = environment{kernel: kernelRelease(), goVersion: runtime.Version(), cpus: runtime.NumCPU()}
+	rep.env = environment{kernel: host.KernelRelease(), goVersion: runtime.Version(), cpus: runtime.NumCPU()}
 	b := &bench{o: o, rulesets: make(map[variant]string)}
 
 	if o.hasM(measureThroughput) {
@@ -134,7 +135,7 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 		}
 		setups = append(setups, s)
 	}
-	if err := sleep(ctx, o.settle); err != nil {
+	if err := host.Sleep(ctx, o.settle); err != nil {
 		return nil, err
 	}
 	for _, s := range setups {
@@ -143,7 +144,7 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 		}
 	}
 
-	rep.env.loadBefore = loadAverage()
+	rep.env.loadBefore = host.LoadAverage()
 	for round := range o.reps {
 		for _, m := range o.measures {
 			var parts []string
@@ -169,7 +170,7 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 			fmt.Fprintf(o.progress, "round %d/%d %-10s %s\n", round+1, o.reps, m, strings.Join(parts, ", "))
 		}
 	}
-	rep.env.loadAfter = loadAverage()
+	rep.env.loadAfter = host.LoadAverage()
 
 	// Tear down before the program cost, which needs the datapath to
 	// itself; the deferred tear-down then has nothing left to do.
@@ -380,36 +381,4 @@ func echoOnce(ns netns.NsHandle, addr netip.AddrPort, timeout time.Duration) err
 	}
 	_, err = io.ReadFull(c, make([]byte, 1))
 	return err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-func kernelRelease() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "unknown"
-	}
-	return unix.ByteSliceToString(u.Release[:])
-}
-
-// loadAverage returns the 1, 5 and 15 minute load averages.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }

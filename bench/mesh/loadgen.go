@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rampartsec/rampart/bench/internal/host"
 )
 
 // The load generator runs in the benchmark's own process, apart from the
@@ -161,7 +163,7 @@ func openLoop(ctx context.Context, c *http.Client, t target, rate float64, conns
 				due := start.Add(time.Duration(i) * interval)
 				from := due
 				if wait := time.Until(due); wait > 0 {
-					if !sleep(ctx, wait) {
+					if host.Sleep(ctx, wait) != nil {
 						return
 					}
 					from = time.Now()
@@ -229,18 +231,6 @@ func orUnknown(err error) error {
 		return errors.New("unknown error")
 	}
 	return err
-}
-
-// sleep waits for d or until ctx ends, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // percentile returns the p-quantile (0 < p <= 1) of sorted samples by the

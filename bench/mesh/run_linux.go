@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rampartsec/rampart/bench/internal/host"
 	"github.com/rampartsec/rampart/internal/ca"
 )
 
@@ -57,7 +58,7 @@ type bench struct {
 func run(ctx context.Context, o options) (_ *report, err error) {
 	started := time.Now()
 	rep := newReport(o)
-	rep.env = environment{kernel: kernelRelease(), goVersion: runtime.Version(), cpus: runtime.NumCPU()}
+	rep.env = environment{kernel: host.KernelRelease(), goVersion: runtime.Version(), cpus: runtime.NumCPU()}
 	b := &bench{o: o}
 	if o.has(cfgNginx) {
 		if b.nginx, rep.env.nginx, err = nginxVersion(o.nginx); err != nil {
@@ -88,7 +89,7 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 		}
 	}
 
-	rep.env.loadBefore = loadAverage()
+	rep.env.loadBefore = host.LoadAverage()
 	for round := range o.reps {
 		for _, l := range allLoads {
 			var parts []string
@@ -96,7 +97,7 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 			// over all configurations instead of favouring the first.
 			for i := range setups {
 				s := setups[(i+round)%len(setups)]
-				if err := sleepCtx(ctx, o.settle); err != nil {
+				if err := host.Sleep(ctx, o.settle); err != nil {
 					return nil, err
 				}
 				smp, err := b.measure(ctx, s, l)
@@ -109,7 +110,7 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 			fmt.Fprintf(o.progress, "round %d/%d %-5s %s\n", round+1, o.reps, l, strings.Join(parts, ", "))
 		}
 	}
-	rep.env.loadAfter = loadAverage()
+	rep.env.loadAfter = host.LoadAverage()
 
 	if err := b.countNotes(rep, setups); err != nil {
 		return nil, err
@@ -432,14 +433,4 @@ func freePort(addrs ...netip.Addr) (uint16, error) {
 		}
 	}
 	return 0, fmt.Errorf("no port free on all of %v: %w", addrs, last)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	if !sleep(ctx, d) {
-		return ctx.Err()
-	}
-	return nil
 }
