@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // RotationPhase is where a root rotation stands. A rotation goes
@@ -99,14 +100,7 @@ func (a *Authority) Promote() (Status, error) {
 			recs[i].SignFrom = now
 		}
 	}
-	if err := s.save(recs); err != nil {
-		return Status{}, err
-	}
-	s.apply(recs)
-	if err := s.maintain(now); err != nil {
-		return Status{}, err
-	}
-	return s.status(now), nil
+	return s.settle(recs, now)
 }
 
 // FinishRotation ends a rotation now: the new root signs, if it did not
@@ -136,14 +130,7 @@ func (a *Authority) FinishRotation() (Status, error) {
 			recs[i].RetireAt = now
 		}
 	}
-	if err := s.save(recs); err != nil {
-		return Status{}, err
-	}
-	s.apply(recs)
-	if err := s.maintain(now); err != nil {
-		return Status{}, err
-	}
-	return s.status(now), nil
+	return s.settle(recs, now)
 }
 
 func (a *Authority) selfSigned() (*selfSigned, error) {
@@ -152,4 +139,16 @@ func (a *Authority) selfSigned() (*selfSigned, error) {
 		return nil, fmt.Errorf("ca: rotate: %w", ErrPluginManaged)
 	}
 	return s, nil
+}
+
+// settle commits recs changed by a rotation step, lets the phases that are
+// due follow at once, and reports the result.
+func (s *selfSigned) settle(recs []rootRecord, now time.Time) (Status, error) {
+	if err := s.commit(recs); err != nil {
+		return Status{}, err
+	}
+	if err := s.maintain(now); err != nil {
+		return Status{}, err
+	}
+	return s.status(now), nil
 }

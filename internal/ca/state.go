@@ -292,6 +292,16 @@ func (s *selfSigned) apply(recs []rootRecord) {
 	}
 }
 
+// commit saves recs, then makes them the in-memory state: the one way the
+// records change after Open.
+func (s *selfSigned) commit(recs []rootRecord) error {
+	if err := s.save(recs); err != nil {
+		return err
+	}
+	s.apply(recs)
+	return nil
+}
+
 // rootView is the phase of every root at one instant.
 type rootView struct {
 	signer int         // index of the root that signs
@@ -392,11 +402,7 @@ func (s *selfSigned) maintain(now time.Time) error {
 	if !changed {
 		return nil
 	}
-	if err := s.save(recs); err != nil {
-		return err
-	}
-	s.apply(recs)
-	return nil
+	return s.commit(recs)
 }
 
 func (s *selfSigned) signer(now time.Time) (*signingCA, error) {
@@ -415,11 +421,7 @@ func (s *selfSigned) signer(now time.Time) (*signingCA, error) {
 			}
 			recs := s.records()
 			recs[i].LeavesUntil = notAfter.Add(s.slack)
-			if err := s.save(recs); err != nil {
-				return err
-			}
-			s.apply(recs)
-			return nil
+			return s.commit(recs)
 		},
 	}, nil
 }
