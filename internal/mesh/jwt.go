@@ -181,9 +181,13 @@ func compileRequestAuthn(o *resource.Object, ra *resource.RequestAuthentication,
 			audiences:     r.Audiences,
 			uri:           r.JWKSURI,
 			timeout:       DefaultJWKSTimeout,
-			payloadHeader: r.OutputPayloadToHeader,
+			payloadHeader: textproto.CanonicalMIMEHeaderKey(r.OutputPayloadToHeader),
 			forward:       r.ForwardOriginalToken,
-			claimHeaders:  r.OutputClaimToHeaders,
+		}
+		// Header names are canonical from here on, so that requests do
+		// not pay for it.
+		for _, ch := range r.OutputClaimToHeaders {
+			jr.claimHeaders = append(jr.claimHeaders, resource.ClaimToHeader{Header: textproto.CanonicalMIMEHeaderKey(ch.Header), Claim: ch.Claim})
 		}
 		if r.Issuer == "" {
 			c.fail(path+".issuer", "issuer is required")
@@ -311,12 +315,14 @@ func (js *jwtSet) authenticate(r *http.Request, cache *JWKSCache, now time.Time)
 			res.RemoveHeaders = append(res.RemoveHeaders, loc.name)
 		}
 		if rule.payloadHeader != "" {
-			parts := strings.Split(tok, ".")
-			res.SetHeaders = append(res.SetHeaders, HeaderValue{Name: textproto.CanonicalMIMEHeaderKey(rule.payloadHeader), Value: parts[1]})
+			// The token was verified: header.payload.signature.
+			_, rest, _ := strings.Cut(tok, ".")
+			payload, _, _ := strings.Cut(rest, ".")
+			res.SetHeaders = append(res.SetHeaders, HeaderValue{Name: rule.payloadHeader, Value: payload})
 		}
 		for _, ch := range rule.claimHeaders {
 			if v, ok := claimString(claims, ch.Claim); ok {
-				res.SetHeaders = append(res.SetHeaders, HeaderValue{Name: textproto.CanonicalMIMEHeaderKey(ch.Header), Value: v})
+				res.SetHeaders = append(res.SetHeaders, HeaderValue{Name: ch.Header, Value: v})
 			}
 		}
 	}
