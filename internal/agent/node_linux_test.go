@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -193,13 +192,6 @@ func (n *testNode) kill() {
 	}
 }
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 func (n *testNode) apply(yaml string) {
 	n.t.Helper()
 	if _, err := n.c.Apply(context.Background(), api.ApplyRequest{Inputs: []api.Input{{Name: "test.yaml", Data: []byte(yaml)}}}); err != nil {
@@ -286,5 +278,3 @@ func echo(c net.Conn) bool {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return err == nil && line == string(msg)
 }
-
-var errNoReply = errors.New("no reply")

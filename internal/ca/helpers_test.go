@@ -163,8 +163,6 @@ func (s *svid) TLSCertificate() (*tls.Certificate, error) { return s.cert, nil }
 func (s *svid) TrustBundle() *x509bundle.Bundle           { return s.bundle }
 func (s *svid) Now() time.Time                            { return s.clock.Now() }
 
-func (s *svid) leaf() *x509.Certificate { return s.cert.Leaf }
-
 // issue has a signs a certificate for ns/sa and returns it as a frozen svid.
 func issue(t *testing.T, a *ca.Authority, clock ca.Clock, ns, sa string) *svid {
 	t.Helper()
