@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 // requirePrivileged skips a test that needs root, but only outside CI: in
@@ -12,13 +13,7 @@ import (
 // that the benchmark was never run.
 func requirePrivileged(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "" {
-		t.Skip("needs root (network namespaces, eBPF); run as root or with CI set to fail instead")
-	}
-	t.Fatal("CI is set but the test is not running as root: the datapath benchmark needs CAP_SYS_ADMIN, CAP_BPF and CAP_NET_ADMIN")
+	testenv.RequireRoot(t, "CAP_SYS_ADMIN, CAP_BPF, CAP_NET_ADMIN")
 }
 
 // logWriter sends progress lines to the test log.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 // requirePrivileged skips a test that must run as root, but only outside
@@ -13,13 +15,7 @@ import (
 // hide that the benchmark was never run.
 func requirePrivileged(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "" {
-		t.Skip("runs as root, as the benchmark is run; run as root or with CI set to fail instead")
-	}
-	t.Fatal("CI is set but the test is not running as root")
+	testenv.RequireRoot(t, "the benchmark runs as root")
 }
 
 // logWriter sends progress lines to the test log.

@@ -21,6 +21,7 @@ import (
 	"github.com/rampartsec/rampart/internal/agent"
 	"github.com/rampartsec/rampart/internal/api"
 	"github.com/rampartsec/rampart/internal/netnsexec"
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 // TestMain lets the test binary double as the workloads the node runs:
@@ -103,12 +104,7 @@ func serve() {
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test needs root, and CI must run it")
-		}
-		t.Skip("needs root (eBPF, network namespaces); runs in CI")
-	}
+	testenv.RequireRoot(t, "eBPF, network namespaces")
 }
 
 // testNode runs a node as a child process of the test, with its own state

@@ -8,18 +8,15 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 // TestBatchSupported checks that this kernel takes policy and ipcache
 // writes as single BPF_MAP_UPDATE_BATCH calls rather than the per-element
 // fallback, which would make a large policy push thousands of syscalls.
 func TestBatchSupported(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "" {
-			t.Skip("needs root")
-		}
-		t.Fatal("CI is set but the test is not running as root")
-	}
+	testenv.RequireRoot(t, "CAP_BPF")
 	dir := filepath.Join(BPFFSRoot, "rampart-test", fmt.Sprintf("batch-%d", os.Getpid()))
 	d, err := Open(Options{PinDir: dir, ConntrackMaxEntries: 1024})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/rampartsec/rampart/internal/datapath"
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 // requirePrivileged skips a test that needs root, but only outside CI: in
@@ -15,13 +16,7 @@ import (
 // that the datapath was never tested.
 func requirePrivileged(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "" {
-		t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN); run as root or with CI set to fail instead")
-	}
-	t.Fatal("CI is set but the test is not running as root: the datapath tests need CAP_BPF and CAP_NET_ADMIN")
+	testenv.RequireRoot(t, "CAP_BPF, CAP_NET_ADMIN")
 }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)

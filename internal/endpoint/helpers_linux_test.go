@@ -31,6 +31,7 @@ import (
 
 	"github.com/rampartsec/rampart/internal/endpoint"
 	"github.com/rampartsec/rampart/internal/netnsexec"
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 // The test binary plays three roles, chosen by helperEnv: the tests, a
@@ -257,10 +258,7 @@ func requirePrivileged(t testing.TB) {
 		}
 		return
 	}
-	if os.Getenv("CI") == "" {
-		t.Skip("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN); run as root or with CI set to fail instead")
-	}
-	t.Fatal("CI is set but the test is not running as root: the endpoint tests need CAP_NET_ADMIN and CAP_SYS_ADMIN")
+	testenv.RequireRoot(t, "CAP_NET_ADMIN, CAP_SYS_ADMIN")
 }
 
 // testInstance returns an instance name unique to this process, so that

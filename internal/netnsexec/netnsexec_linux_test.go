@@ -1,22 +1,17 @@
 package netnsexec_test
 
 import (
-	"os"
 	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netns"
 
 	"github.com/rampartsec/rampart/internal/netnsexec"
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 func TestDo(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root, and CI must run it")
-		}
-		t.Skip("needs root")
-	}
+	testenv.RequireRoot(t, "network namespaces")
 	// netns.New switches the calling thread: keep this goroutine on it.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

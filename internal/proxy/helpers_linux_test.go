@@ -23,6 +23,7 @@ import (
 
 	"github.com/rampartsec/rampart/internal/netnsexec"
 	"github.com/rampartsec/rampart/internal/proxy"
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 // Network namespaces of these tests are named rpxt-<pid in base 36>-<n>-<role>
@@ -69,13 +70,7 @@ func sweepStaleNetns() {
 // the proxy was never tested.
 func requirePrivileged(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "" {
-		t.Skip("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN); run as root or with CI set to fail instead")
-	}
-	t.Fatal("CI is set but the test is not running as root: the proxy tests need CAP_NET_ADMIN and CAP_SYS_ADMIN")
+	testenv.RequireRoot(t, "CAP_NET_ADMIN, CAP_SYS_ADMIN")
 }
 
 var nsCounter atomic.Int64
