@@ -65,12 +65,12 @@ Exit status: 0 when no finding reaches --fail-on (or --fail-on is not set),
 func runAudit(s Streams, f auditFlags) error {
 	standards, err := posture.ParseStandards(f.standards)
 	if err != nil {
-		return usageError("--standard: %v", err)
+		return UsageError("--standard: %v", err)
 	}
 	var threshold posture.Severity
 	if f.failOn != "" {
 		if threshold, err = posture.ParseSeverity(f.failOn); err != nil {
-			return usageError("--fail-on: %v", err)
+			return UsageError("--fail-on: %v", err)
 		}
 	}
 	write, err := auditWriter(f.output, s.Out)
@@ -85,7 +85,7 @@ func runAudit(s Streams, f auditFlags) error {
 	if f.explain != "" {
 		risk, ok := rep.Workload(f.explain)
 		if !ok {
-			return usageError("--explain %s: no such workload in the input (want KIND/NAMESPACE/NAME of a Pod or controller)", f.explain)
+			return UsageError("--explain %s: no such workload in the input (want KIND/NAMESPACE/NAME of a Pod or controller)", f.explain)
 		}
 		return posture.WriteExplain(s.Out, risk)
 	}
@@ -106,9 +106,9 @@ const liveTimeout = 2 * time.Minute
 func auditInput(s Streams, f auditFlags) ([]*resource.Object, error) {
 	switch {
 	case f.kubeconfig != "" && len(f.files) > 0:
-		return nil, usageError("give either -f or --kubeconfig, not both")
+		return nil, UsageError("give either -f or --kubeconfig, not both")
 	case f.context != "" && f.kubeconfig == "":
-		return nil, usageError("--context needs --kubeconfig")
+		return nil, UsageError("--context needs --kubeconfig")
 	case f.kubeconfig != "":
 		clients, err := cluster.NewClients(f.kubeconfig, f.context)
 		if err != nil {
@@ -122,7 +122,7 @@ func auditInput(s Streams, f auditFlags) ([]*resource.Object, error) {
 		}
 		return objs, nil
 	case len(f.files) == 0:
-		return nil, usageError("no input: give -f with a file, a directory or -, or --kubeconfig")
+		return nil, UsageError("no input: give -f with a file, a directory or -, or --kubeconfig")
 	}
 	objs, err := resource.LoadAndDecode(f.files, s.In)
 	if err != nil {
@@ -151,7 +151,7 @@ func auditWriter(format string, out io.Writer) (func(posture.Report) error, erro
 	case "junit":
 		return func(r posture.Report) error { return posture.WriteJUnit(out, r) }, nil
 	}
-	return nil, usageError("-o: unknown format %q (want table, json, sarif or junit)", format)
+	return nil, UsageError("-o: unknown format %q (want table, json, sarif or junit)", format)
 }
 
 // isTerminal reports whether w is a terminal that wants colour: a character

@@ -52,10 +52,10 @@ func newCertCmd(s Streams) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ns, name, ok := strings.Cut(args[0], "/")
 			if !ok || ns == "" || name == "" {
-				return usageError("workload %q: want NAMESPACE/NAME", args[0])
+				return UsageError("workload %q: want NAMESPACE/NAME", args[0])
 			}
 			if showOutput != "table" && showOutput != "json" && showOutput != "pem" {
-				return usageError("--output %q: want table, json or pem", showOutput)
+				return UsageError("--output %q: want table, json or pem", showOutput)
 			}
 			st, err := client().CA(cmd.Context())
 			if err != nil {
@@ -94,7 +94,7 @@ early (see docs/ca.md for when that is safe).`,
 			switch step {
 			case "start", "promote", "finish":
 			default:
-				return usageError("--step %q: want start, promote or finish", step)
+				return UsageError("--step %q: want start, promote or finish", step)
 			}
 			st, err := client().RotateCA(cmd.Context(), step)
 			if err != nil {
@@ -111,7 +111,7 @@ early (see docs/ca.md for when that is safe).`,
 
 func checkOutput(o string) error {
 	if o != "table" && o != "json" {
-		return usageError("--output %q: want table or json", o)
+		return UsageError("--output %q: want table or json", o)
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 // output.
 func loadObjects(paths []string, in io.Reader, errw io.Writer) ([]*resource.Object, error) {
 	if len(paths) == 0 {
-		return nil, usageError("-f is required (a file, a directory or - for stdin)")
+		return nil, UsageError("-f is required (a file, a directory or - for stdin)")
 	}
 	objs, err := resource.LoadAndDecode(paths, in)
 	var list resource.ErrorList

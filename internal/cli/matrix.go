@@ -32,11 +32,11 @@ verdict and the egress and ingress sides' verdicts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
-				return usageError("unknown output format %q (want table or json)", output)
+				return UsageError("unknown output format %q (want table or json)", output)
 			}
 			targets, err := parsePortList(ports)
 			if err != nil {
-				return usageError("--ports: %v", err)
+				return UsageError("--ports: %v", err)
 			}
 			repo, _, err := loadRepository(cmd.Context(), files, s.In, s.Err)
 			if err != nil {

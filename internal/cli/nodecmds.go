@@ -52,7 +52,7 @@ func newApplyCmd(s Streams) *cobra.Command {
 
 func sendManifests(cmd *cobra.Command, s Streams, files []string, del bool) error {
 	if len(files) == 0 {
-		return usageError("-f is required (a file, a directory or - for stdin)")
+		return UsageError("-f is required (a file, a directory or - for stdin)")
 	}
 	inputs, err := resource.Load(files, s.In)
 	if err != nil {
@@ -84,11 +84,11 @@ func newDeleteCmd(s Streams) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case len(files) > 0 && len(args) > 0:
-				return usageError("give either -f or KIND NAME, not both")
+				return UsageError("give either -f or KIND NAME, not both")
 			case len(files) > 0:
 				return sendManifests(cmd, s, files, true)
 			case len(args) != 2:
-				return usageError("want KIND NAME or -f PATHS")
+				return UsageError("want KIND NAME or -f PATHS")
 			}
 			resp, err := client().Delete(cmd.Context(), []api.ObjectRef{{Kind: args[0], Namespace: namespace, Name: args[1]}})
 			if err != nil {
@@ -113,7 +113,7 @@ func newGetCmd(s Streams) *cobra.Command {
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" && output != "yaml" {
-				return usageError("unknown output format %q (want table, json or yaml)", output)
+				return UsageError("unknown output format %q (want table, json or yaml)", output)
 			}
 			name := ""
 			if len(args) == 2 {
@@ -176,21 +176,21 @@ func newRunCmd(s Streams) *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if req.Name == "" {
-				return usageError("--name is required")
+				return UsageError("--name is required")
 			}
 			req.Command = args
 			req.Labels = map[string]string{}
 			for _, l := range labels {
 				k, v, ok := strings.Cut(l, "=")
 				if !ok {
-					return usageError("-l %q: want KEY=VALUE", l)
+					return UsageError("-l %q: want KEY=VALUE", l)
 				}
 				req.Labels[k] = v
 			}
 			for _, p := range ports {
 				port, err := parseRunPort(p)
 				if err != nil {
-					return usageError("--port %q: %v", p, err)
+					return UsageError("--port %q: %v", p, err)
 				}
 				req.Ports = append(req.Ports, port)
 			}
@@ -330,7 +330,7 @@ func writeEndpoints(w io.Writer, eps []api.Endpoint, output string) error {
 		return err
 	case "table":
 	default:
-		return usageError("unknown output format %q (want table, json or yaml)", output)
+		return UsageError("unknown output format %q (want table, json or yaml)", output)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tENDPOINT\tIDENTITY\tIPV4\tIPV6\tINGRESS\tEGRESS\tSTATE\tPACKETS (fwd/drop in, fwd/drop out)")

@@ -26,10 +26,10 @@ func newObserveCmd(s Streams) *cobra.Command {
 			case "", "FORWARDED", "DROPPED", "AUDIT":
 				f.Verdict = strings.ToUpper(f.Verdict)
 			default:
-				return usageError("--verdict %q: want FORWARDED, DROPPED or AUDIT", f.Verdict)
+				return UsageError("--verdict %q: want FORWARDED, DROPPED or AUDIT", f.Verdict)
 			}
 			if output != "table" && output != "json" {
-				return usageError("unknown output format %q (want table or json)", output)
+				return UsageError("unknown output format %q (want table or json)", output)
 			}
 			enc := json.NewEncoder(s.Out)
 			err := client().Flows(cmd.Context(), f, func(fl api.Flow) error {

@@ -29,7 +29,7 @@ func newProbeCmd(s Streams) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(tcp)+len(udp)+len(httpPorts) == 0 {
-				return usageError("give at least one --tcp, --udp or --http port")
+				return UsageError("give at least one --tcp, --udp or --http port")
 			}
 			for _, p := range httpPorts {
 				l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
@@ -70,7 +70,7 @@ func newProbeCmd(s Streams) *cobra.Command {
 		RunE: func(_ *cobra.Command, args []string) error {
 			proto := strings.ToLower(args[0])
 			if proto != "tcp" && proto != "udp" {
-				return usageError("protocol %q: want tcp or udp", args[0])
+				return UsageError("protocol %q: want tcp or udp", args[0])
 			}
 			if err := echoOnce(proto, args[1], timeout); err != nil {
 				fmt.Fprintf(s.Out, "%s %s: no answer (%v)\n", proto, args[1], err)
@@ -89,12 +89,12 @@ func newProbeCmd(s Streams) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, args[0], nil)
 			if err != nil {
-				return usageError("%v", err)
+				return UsageError("%v", err)
 			}
 			for _, h := range headers {
 				name, val, ok := strings.Cut(h, ":")
 				if !ok || strings.TrimSpace(name) == "" {
-					return usageError("--header %q: want 'Name: value'", h)
+					return UsageError("--header %q: want 'Name: value'", h)
 				}
 				req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(val))
 			}

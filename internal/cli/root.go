@@ -40,9 +40,6 @@ func UsageError(format string, args ...any) error {
 	return &ExitError{Code: 2, Err: fmt.Errorf(format, args...)}
 }
 
-// usageError is UsageError; the short name reads better in this package.
-func usageError(format string, args ...any) error { return UsageError(format, args...) }
-
 // failed reports that the command ran and found problems it has printed
 // (exit code 1 with no further message).
 var failed = &ExitError{Code: 1}
@@ -52,7 +49,7 @@ var failed = &ExitError{Code: 1}
 // usage error (cobra would print help and exit 0).
 func GroupRunE(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageError("unknown command %q for %q", args[0], cmd.CommandPath())
+		return UsageError("unknown command %q for %q", args[0], cmd.CommandPath())
 	}
 	return cmd.Help()
 }
@@ -80,7 +77,7 @@ func NewRoot(s Streams) *cobra.Command {
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError("%v", err) })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError("%v", err) })
 	root.PersistentFlags().StringVar(&socketFlag, "socket", "", "node API socket (default $RAMPART_SOCKET or /run/rampart/rampart.sock)")
 	root.AddCommand(
 		newNodeHandover("up", "Run a Rampart node in the foreground (control plane and agent)"),
@@ -109,7 +106,7 @@ func Execute(root *cobra.Command, s Streams, args []string) int {
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError("%v", err) })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError("%v", err) })
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {

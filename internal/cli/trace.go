@@ -81,17 +81,17 @@ connection. Keys behind a jwksUri are never fetched: trace is offline.`,
 
 func runTrace(cmd *cobra.Command, s Streams, o traceOpts) error {
 	if o.from == "" || o.to == "" {
-		return usageError("--from and --to are required")
+		return UsageError("--from and --to are required")
 	}
 	if o.output != "table" && o.output != "json" {
-		return usageError("unknown output format %q (want table or json)", o.output)
+		return UsageError("unknown output format %q (want table or json)", o.output)
 	}
 	proto, err := policy.ParseProtocol(o.protocol)
 	if err != nil {
-		return usageError("%v", err)
+		return UsageError("%v", err)
 	}
 	if o.port == "" && !proto.IsICMP() {
-		return usageError("--port is required for %s", proto)
+		return UsageError("--port is required for %s", proto)
 	}
 	o.httpHeaders = append(o.oldHeaders, o.httpHeaders...)
 	req, err := parseHTTPFlags(o)
@@ -123,7 +123,7 @@ func runTrace(cmd *cobra.Command, s Streams, o traceOpts) error {
 	policy.PickAddrs(&src, &dst)
 	port, err := resolvePort(o.port, proto, dst)
 	if err != nil {
-		return usageError("--port: %v", err)
+		return UsageError("--port: %v", err)
 	}
 	flow := policy.Flow{Src: src, Dst: dst, Proto: proto, Port: port}
 	if hasMesh(objs, repo, dst) {
@@ -170,7 +170,7 @@ func parseHTTPFlags(o traceOpts) (*traceRequest, error) {
 		name, val, ok := strings.Cut(h, ":")
 		name = strings.TrimSpace(name)
 		if !ok || name == "" || strings.ContainsAny(name, " \t") {
-			return nil, usageError("--header %q: want \"Name: value\"", h)
+			return nil, UsageError("--header %q: want \"Name: value\"", h)
 		}
 		val = strings.TrimSpace(val)
 		if strings.EqualFold(name, "Host") {
@@ -185,10 +185,10 @@ func parseHTTPFlags(o traceOpts) (*traceRequest, error) {
 // resolveSides resolves --from and --to.
 func resolveSides(repo *policy.Repository, o traceOpts) (src, dst policy.Side, err error) {
 	if src, err = resolveSide(repo, o.from); err != nil {
-		return src, dst, usageError("--from: %v", err)
+		return src, dst, UsageError("--from: %v", err)
 	}
 	if dst, err = resolveSide(repo, o.to); err != nil {
-		return src, dst, usageError("--to: %v", err)
+		return src, dst, UsageError("--to: %v", err)
 	}
 	return src, dst, nil
 }

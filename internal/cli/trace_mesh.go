@@ -113,7 +113,7 @@ func runMeshTrace(s Streams, o traceOpts, mo meshOpts, objs []*resource.Object, 
 	if req != nil {
 		if mo.jwt != nil {
 			if req.Header.Get("Authorization") != "" {
-				return usageError("%s: --header already sets Authorization; give the token once", mo.jwt.flag)
+				return UsageError("%s: --header already sets Authorization; give the token once", mo.jwt.flag)
 			}
 			req.Header.Set("Authorization", "Bearer "+mo.jwt.raw)
 		}
@@ -121,7 +121,7 @@ func runMeshTrace(s Streams, o traceOpts, mo meshOpts, objs []*resource.Object, 
 		// default, BASE); so does the trace.
 		p, err := mesh.NormalizePath(req.Path, mesh.NormalizeBase)
 		if err != nil {
-			return usageError("--path %q: the node rejects it with 400: %v", req.Path, err)
+			return UsageError("--path %q: the node rejects it with 400: %v", req.Path, err)
 		}
 		tr.path, tr.query, _ = strings.Cut(p, "?")
 	}

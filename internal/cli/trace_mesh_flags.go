@@ -46,11 +46,11 @@ func parseMeshFlags(cmd *cobra.Command, o traceOpts) (meshOpts, error) {
 			continue
 		}
 		if errs := validation.IsDNS1123Subdomain(sa.v); len(errs) > 0 {
-			return mo, usageError("%s %q: not a service account name: %s", sa.flag, sa.v, strings.Join(errs, "; "))
+			return mo, UsageError("%s %q: not a service account name: %s", sa.flag, sa.v, strings.Join(errs, "; "))
 		}
 	}
 	if mo.trustDomain == "" || strings.ContainsAny(mo.trustDomain, "/: ") {
-		return mo, usageError("--trust-domain %q: want a trust domain such as %s", mo.trustDomain, defaultTrustDomain)
+		return mo, UsageError("--trust-domain %q: want a trust domain such as %s", mo.trustDomain, defaultTrustDomain)
 	}
 	tok, err := readJWT(cmd, o)
 	if err != nil {
@@ -71,7 +71,7 @@ func (mo meshOpts) needsMesh() error {
 	if len(mo.meshOnly) == 0 {
 		return nil
 	}
-	return usageError("%s: the flow does not go through the mesh (no AuthorizationPolicy, PeerAuthentication or RequestAuthentication in the input, and the destination's namespace is not labelled %s=enabled)",
+	return UsageError("%s: the flow does not go through the mesh (no AuthorizationPolicy, PeerAuthentication or RequestAuthentication in the input, and the destination's namespace is not labelled %s=enabled)",
 		strings.Join(mo.meshOnly, ", "), posture.MeshLabel)
 }
 
@@ -91,7 +91,7 @@ func (mo meshOpts) applyServiceAccounts(ctx context.Context, objs []*resource.Ob
 		}
 		e := s.side.Endpoint
 		if e == nil {
-			return nil, usageError("%s: %s is not a workload of the input", s.flag, s.side)
+			return nil, UsageError("%s: %s is not a workload of the input", s.flag, s.side)
 		}
 		for _, o := range objs {
 			if o.Kind == e.Kind && o.Namespace == e.Namespace && o.Name == e.Name {

@@ -30,7 +30,7 @@ type traceJWT struct {
 func readJWT(cmd *cobra.Command, o traceOpts) (*traceJWT, error) {
 	fl := cmd.Flags()
 	if fl.Changed("jwt") && fl.Changed("jwt-file") {
-		return nil, usageError("--jwt and --jwt-file: give the token once")
+		return nil, UsageError("--jwt and --jwt-file: give the token once")
 	}
 	var t traceJWT
 	switch {
@@ -39,7 +39,7 @@ func readJWT(cmd *cobra.Command, o traceOpts) (*traceJWT, error) {
 	case fl.Changed("jwt-file"):
 		data, err := os.ReadFile(o.jwtFile)
 		if err != nil {
-			return nil, usageError("--jwt-file: %v", err)
+			return nil, UsageError("--jwt-file: %v", err)
 		}
 		t.flag, t.raw = "--jwt-file "+o.jwtFile, strings.TrimSpace(string(data))
 	default:
@@ -47,7 +47,7 @@ func readJWT(cmd *cobra.Command, o traceOpts) (*traceJWT, error) {
 	}
 	claims, err := decodeJWT(t.raw)
 	if err != nil {
-		return nil, usageError("%s: unreadable JWT: %v", t.flag, err)
+		return nil, UsageError("%s: unreadable JWT: %v", t.flag, err)
 	}
 	t.claims = claims
 	return &t, nil
