@@ -149,7 +149,11 @@ func TestMeshHTTP(t *testing.T) {
 		if status != 200 || !strings.Contains(body, "remote="+m.client.ip4.String()+":") {
 			t.Fatalf("GET other: %d %q", status, body)
 		}
-		r := m.rec.wait(t, "passthrough record", func(r proxy.Record) bool { return r.Reporter == proxy.ReporterSource })
+		// The previous subtest's tunnel may report after the reset: wait
+		// for this connection's record, to the other workload.
+		r := m.rec.wait(t, "passthrough record", func(r proxy.Record) bool {
+			return r.Reporter == proxy.ReporterSource && r.Destination.Addr() == m.other.ip4
+		})
 		if r.Transport != proxy.TransportPassthrough || r.DestinationWorkload != "test/other" || r.SourcePrincipal != "" {
 			t.Errorf("passthrough record: %+v", r)
 		}
