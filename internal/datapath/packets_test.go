@@ -173,6 +173,18 @@ func ip4Frag(src, dst netip.Addr, proto uint8, id, offset uint16, more bool, pay
 	return f
 }
 
+// ip4Opts builds an IPv4 frame whose header carries four bytes of options
+// (NOPs), which only the copying parser handles.
+func ip4Opts(src, dst netip.Addr, proto uint8, l4 []byte) []byte {
+	f := ip(src, dst, proto, l4)
+	h := append(append([]byte{}, f[14:34]...), 1, 1, 1, 1)
+	h[0] = 0x46
+	binary.BigEndian.PutUint16(h[2:], uint16(len(h)+len(l4)))
+	binary.BigEndian.PutUint16(h[10:], 0)
+	binary.BigEndian.PutUint16(h[10:], csum(h))
+	return eth(etherIPv4, append(h, l4...))
+}
+
 // frag6 is an IPv6 fragment header.
 func frag6(id uint32, offset uint16, more bool) ext6 {
 	b := make([]byte, 8)

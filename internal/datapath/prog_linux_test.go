@@ -315,6 +315,22 @@ func progCases(t *testing.T) []progCase {
 			},
 		},
 		{
+			// Headers that the in-place parser leaves to the copying one
+			// must give the same ports: IPv4 options shift the L4 header.
+			name: "ipv4 with options",
+			cfg:  enforced,
+			policy: func(ep datapath.EndpointID) []datapath.PolicyEntry {
+				return []datapath.PolicyEntry{entry(ep, I, tcpP, idB, p80, datapath.VerdictAllow, 32)}
+			},
+			pkts: []pkt{
+				{hook: toEP, frame: ip4Opts(podB, epAddr, 6, tcp(40000, 80, tcpSYN)), verdict: fwd, rule: 32},
+				{hook: toEP, frame: ip4Opts(podB, epAddr, 6, tcp(40000, 80, tcpACK)), verdict: fwd, rule: 32, ct: datapath.CTEstablished},
+				{hook: fromEP, frame: ip(epAddr, podB, 6, tcp(80, 40000, tcpSYN|tcpACK)), verdict: fwd, rule: 32, ct: datapath.CTReply},
+				{hook: toEP, frame: ip4Opts(podB, epAddr, 6, tcp(40001, 81, tcpSYN)), verdict: drop, reason: datapath.ReasonDefaultDeny},
+				{hook: toEP, frame: ip4Opts(podB, epAddr, 17, udp(40001, 80)), verdict: drop, reason: datapath.ReasonDefaultDeny},
+			},
+		},
+		{
 			name: "sctp",
 			cfg:  enforced,
 			policy: func(ep datapath.EndpointID) []datapath.PolicyEntry {
