@@ -985,10 +985,27 @@ static __always_inline int decide(struct __sk_buff *skb, __u8 dir, struct packet
 		goto out;
 	}
 
-	/* Conntrack: forward, then reverse. */
+	/* Conntrack: the forward key (a packet in the direction that opened
+	 * the connection) and the reversed one (a reply). Which is looked up
+	 * first only saves a lookup: a connection has one entry at this
+	 * endpoint, so at most one of them hits. Replies come from the lower
+	 * port (the service's) to the higher (the client's) in nearly all
+	 * traffic, and ICMP echo replies carry their identifier as the
+	 * destination port, so such packets try the reversed key first; a SYN
+	 * never does, so port reuse after close is always seen. */
 	struct ct_key key = {};
+	struct ct_key rkey = {};
 	struct ct_entry *e;
 	if (!p.fragment) {
+		int reply_first = bpf_ntohs(p.sport) < bpf_ntohs(p.dport) &&
+				  !(p.proto == IPPROTO_TCP && (p.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN);
+		if (reply_first) {
+			ct_key_rev(&rkey, &p, dir);
+			e = ct_lookup(&rkey, now);
+			if (e)
+				goto reply;
+		}
+
 		ct_key_fwd(&key, &p, dir);
 		e = ct_lookup(&key, now);
 		if (e && p.proto == IPPROTO_TCP && (p.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
@@ -1015,16 +1032,18 @@ static __always_inline int decide(struct __sk_buff *skb, __u8 dir, struct packet
 			goto out;
 		}
 
-		struct ct_key rkey = {};
-		ct_key_rev(&rkey, &p, dir);
-		e = ct_lookup(&rkey, now);
-		if (e) {
-			ct_refresh(e, &p, cfg, now, len, 1);
-			vi.ct_status = CT_REPLY;
-			vi.peer_id = e->peer_identity;
-			vi.rule_id = e->rule_id;
-			vi.verdict = VERDICT_FORWARDED;
-			goto out;
+		if (!reply_first) {
+			ct_key_rev(&rkey, &p, dir);
+			e = ct_lookup(&rkey, now);
+			if (e) {
+			reply:
+				ct_refresh(e, &p, cfg, now, len, 1);
+				vi.ct_status = CT_REPLY;
+				vi.peer_id = e->peer_identity;
+				vi.rule_id = e->rule_id;
+				vi.verdict = VERDICT_FORWARDED;
+				goto out;
+			}
 		}
 
 		if (p.icmp_error) {
