@@ -1,0 +1,32 @@
+// Package hbone carries TCP connections as HTTP/2 CONNECT streams over one
+// connection, the framing Istio ambient's HBONE uses between ztunnels:
+//
+//	HEADERS  :method CONNECT, :authority <ip>:<port>     (client)
+//	HEADERS  :status 200                                 (server; any other status refuses)
+//	DATA ... both ways; END_STREAM is the half-close of a direction; RST_STREAM aborts
+//
+// It is a small HTTP/2 endpoint written for that one job on top of
+// golang.org/x/net/http2's Framer and hpack (which parse and validate every
+// frame and header block), not a general HTTP/2 implementation. A tunnel's
+// cost is what a proxy's data path is judged on, and a general
+// implementation spends most of it on hand-offs: x/net/http2's server moves
+// every DATA frame between its reader, a handler goroutine and a writer
+// goroutine through pipes and channels, and its transport does the same on
+// the way in. Here:
+//
+//   - A stream's writer writes its DATA frame itself, one frame per TLS
+//     record and system call, under the connection's write lock.
+//   - The connection's reader delivers a DATA frame's payload straight to the
+//     socket the stream is spliced to (Stream.Splice) with one non-blocking
+//     write, and queues it for the splicing goroutine only when that socket
+//     is full. Flow control bounds the queue.
+//   - Windows are large (1 MiB per stream, 4 MiB per connection) and are
+//     returned only when half is used, so WINDOW_UPDATE frames are rare.
+//   - The reader never waits for the write lock: its frames (window
+//     updates, acknowledgements, resets) are queued and written by whoever
+//     holds the lock next, or by a small goroutine, so two peers blocked on
+//     full sockets cannot deadlock each other.
+//
+// Conformance is checked against x/net/http2's own client and server in
+// both directions (conn_test.go).
+package hbone

@@ -1,0 +1,110 @@
+package hbone
+
+import (
+	"net"
+	"sync"
+)
+
+// Splice joins the stream to tc until both directions ended, passing each
+// half-close on, and returns the bytes that went to tc (in) and came from
+// it (out). The peer's payload is written to tc by the connection's reader
+// itself while tc's send buffer has room, without waking this goroutine;
+// only what does not fit is queued and written from here. An error in
+// either direction (a reset stream, a reset socket) aborts both, and is
+// returned. The caller closes tc afterwards.
+func (s *Stream) Splice(tc *net.TCPConn) (in, out int64, err error) {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		s.Close()
+		return 0, 0, err
+	}
+	s.mu.Lock()
+	s.sink = rc
+	s.mu.Unlock()
+
+	var (
+		wg     sync.WaitGroup
+		outErr error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		out, outErr = s.ReadFrom(tc)
+		if outErr == nil {
+			outErr = s.CloseWrite()
+		}
+		if outErr != nil {
+			s.Close()
+		}
+	}()
+	inErr := s.drain(tc)
+	if inErr != nil {
+		tc.Close() // stops the other direction's read
+	}
+	wg.Wait()
+	s.mu.Lock()
+	in = s.delivered
+	if s.sinkErr != nil {
+		inErr = s.sinkErr
+	}
+	s.mu.Unlock()
+	if inErr != nil {
+		return in, out, inErr
+	}
+	return in, out, outErr
+}
+
+// drain writes what the reader queued for the sink, in order, until the
+// peer's END_STREAM (then half-closes tc) or an abort.
+func (s *Stream) drain(tc *net.TCPConn) error {
+	c := s.c
+	for {
+		s.mu.Lock()
+		for len(s.queue) == 0 && !s.recvEnd && s.rerr == nil {
+			s.cond.Wait()
+		}
+		if s.rerr != nil {
+			err := s.rerr
+			s.sink = nil
+			s.mu.Unlock()
+			return err
+		}
+		if len(s.queue) == 0 {
+			s.sink = nil
+			s.mu.Unlock()
+			tc.CloseWrite()
+			return nil
+		}
+		q := s.queue
+		s.queue = nil
+		s.draining = true
+		s.mu.Unlock()
+		for i, b := range q {
+			n, err := tc.Write(b)
+			s.mu.Lock()
+			s.delivered += int64(n)
+			s.queued -= int64(n)
+			back := s.ackLocked(int64(n))
+			if err != nil {
+				s.draining = false
+				// What was taken off the queue and not written goes
+				// back to the connection's window with the abort.
+				rest := int64(len(b) - n)
+				for _, r := range q[i+1:] {
+					rest += int64(len(r))
+				}
+				s.queued -= rest
+				s.sinkErr = err
+				s.mu.Unlock()
+				c.windowUpdate(s.id, back, c.consumedConn(int64(n)+rest))
+				s.Close()
+				return err
+			}
+			s.mu.Unlock()
+			c.windowUpdate(s.id, back, c.consumedConn(int64(n)))
+		}
+		s.mu.Lock()
+		s.draining = false
+		s.mu.Unlock()
+	}
+}

@@ -1,0 +1,361 @@
+package hbone
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"golang.org/x/net/http2"
+)
+
+var (
+	errWriteClosed = errors.New("hbone stream: write after CloseWrite")
+	errClosed      = errors.New("hbone stream closed")
+	errResponded   = errors.New("hbone stream: already answered")
+)
+
+// Stream is one tunnel: a CONNECT stream after its 200 answer, read and
+// written like a TCP connection with half-close. Read may run concurrently
+// with Write and CloseWrite, but Write and CloseWrite must not run
+// concurrently with each other, as for one socket's writer.
+type Stream struct {
+	c         *Conn
+	id        uint32
+	authority string
+	answered  chan struct{} // client: closed at the answer or on failure
+	answer    sync.Once
+
+	// Send side, under c.mu.
+	sendWin int64
+	sentEnd bool // END_STREAM sent, or the stream can no longer send
+	dead    bool // aborted
+
+	// Receive side, under mu.
+	mu          sync.Mutex
+	cond        sync.Cond // data queued, the end reached, or aborted
+	status      int       // client: the answer's status
+	responded   bool      // server: Respond was called
+	queue       [][]byte  // received payload not yet delivered
+	queued      int64
+	recvEnd     bool  // END_STREAM received
+	rerr        error // why the stream was aborted
+	draining    bool  // Splice is writing queued payload outside mu
+	sink        syscall.RawConn
+	sinkErr     error
+	delivered   int64 // payload written to the sink
+	recvAvail   int64 // stream receive window left
+	recvUnacked int64 // consumed, not yet returned
+}
+
+// Authority is the :authority of the stream's CONNECT request.
+func (s *Stream) Authority() string { return s.authority }
+
+// ID is the HTTP/2 stream ID.
+func (s *Stream) ID() uint32 { return s.id }
+
+// Respond answers a client's CONNECT: 200 opens the tunnel, any other
+// status refuses it and ends the stream. Server only, once.
+func (s *Stream) Respond(status int) error {
+	if !s.c.server {
+		return errors.New("hbone: Respond on a client stream")
+	}
+	s.mu.Lock()
+	done := s.responded
+	s.responded = true
+	s.mu.Unlock()
+	if done {
+		return errResponded
+	}
+	end := status != 200
+	c := s.c
+	c.mu.Lock()
+	dead := s.dead
+	if end {
+		s.sentEnd = true
+	}
+	c.mu.Unlock()
+	if dead {
+		return s.err()
+	}
+	err := c.writeStatus(s.id, status, end)
+	if end {
+		// Refused: nothing more is read or written on the stream.
+		s.abort(&StatusError{Status: status})
+	}
+	return err
+}
+
+// Read reads the tunnel's bytes from the peer; io.EOF once the peer
+// half-closed its direction.
+func (s *Stream) Read(b []byte) (int, error) {
+	s.mu.Lock()
+	for len(s.queue) == 0 && !s.recvEnd && s.rerr == nil {
+		s.cond.Wait()
+	}
+	if s.rerr != nil {
+		err := s.rerr
+		s.mu.Unlock()
+		return 0, err
+	}
+	if len(s.queue) == 0 {
+		s.mu.Unlock()
+		return 0, io.EOF
+	}
+	n := copy(b, s.queue[0])
+	if n == len(s.queue[0]) {
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+	} else {
+		s.queue[0] = s.queue[0][n:]
+	}
+	s.queued -= int64(n)
+	back := s.ackLocked(int64(n))
+	s.mu.Unlock()
+	s.c.windowUpdate(s.id, back, s.c.consumedConn(int64(n)))
+	return n, nil
+}
+
+// Write sends b to the peer as DATA frames, waiting for flow-control
+// window when the peer is slow.
+func (s *Stream) Write(b []byte) (int, error) {
+	c := s.c
+	written := 0
+	for len(b) > 0 {
+		c.mu.Lock()
+		for !s.dead && !s.sentEnd && c.err == nil && (s.sendWin <= 0 || c.sendWin <= 0) {
+			c.sendCond.Wait()
+		}
+		switch {
+		case s.dead || c.err != nil:
+			c.mu.Unlock()
+			return written, s.err()
+		case s.sentEnd:
+			c.mu.Unlock()
+			return written, errWriteClosed
+		}
+		n := int64(min(len(b), maxData, c.peerMaxFrame))
+		n = min(n, s.sendWin, c.sendWin)
+		s.sendWin -= n
+		c.sendWin -= n
+		c.mu.Unlock()
+		if err := c.writeData(s.id, false, b[:n]); err != nil {
+			return written, err
+		}
+		written += int(n)
+		b = b[n:]
+	}
+	return written, nil
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, maxData); return &b }}
+
+// ReadFrom copies r to the stream until r's EOF, in reads of one frame's
+// payload, so that each read becomes one DATA frame and one TLS record.
+// It does not half-close the stream.
+func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := s.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// CloseWrite half-closes the stream: END_STREAM to the peer; reading
+// goes on.
+func (s *Stream) CloseWrite() error {
+	c := s.c
+	c.mu.Lock()
+	switch {
+	case s.dead:
+		c.mu.Unlock()
+		return s.err()
+	case s.sentEnd:
+		c.mu.Unlock()
+		return nil
+	}
+	s.sentEnd = true
+	c.mu.Unlock()
+	err := c.writeData(s.id, true, nil)
+	s.forgetIfDone()
+	return err
+}
+
+// Close aborts the stream (RST_STREAM CANCEL) unless both directions
+// already ended; further reads and writes fail.
+func (s *Stream) Close() error {
+	c := s.c
+	c.mu.Lock()
+	live := c.streams[s.id] == s
+	c.mu.Unlock()
+	if live {
+		c.resetStream(s.id, http2.ErrCodeCancel)
+	}
+	s.abort(errClosed)
+	return nil
+}
+
+// err is the error reads and writes of an aborted stream return.
+func (s *Stream) err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rerr != nil {
+		return s.rerr
+	}
+	return ErrConnClosed
+}
+
+// abort ends the stream with err for both directions, drops what was
+// queued (giving its window back) and wakes everything waiting on it.
+func (s *Stream) abort(err error) {
+	s.mu.Lock()
+	if s.rerr == nil {
+		s.rerr = err
+	}
+	dropped := s.queued
+	s.queue, s.queued = nil, 0
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	s.answer.Do(func() { close(s.answered) })
+	c := s.c
+	c.mu.Lock()
+	s.dead, s.sentEnd = true, true
+	c.forgetLocked(s)
+	c.sendCond.Broadcast()
+	c.mu.Unlock()
+	c.windowUpdate(0, 0, c.consumedConn(dropped))
+}
+
+// forgetIfDone removes the stream from its connection once both
+// directions ended.
+func (s *Stream) forgetIfDone() {
+	c := s.c
+	c.mu.Lock()
+	s.mu.Lock()
+	if s.sentEnd && s.recvEnd {
+		c.forgetLocked(s)
+	}
+	s.mu.Unlock()
+	c.mu.Unlock()
+}
+
+// ackLocked accounts n bytes of the stream's payload as consumed and
+// returns the stream window to give back now: once half is used, and
+// never after the peer's END_STREAM; s.mu is held.
+func (s *Stream) ackLocked(n int64) int64 {
+	if n == 0 || s.recvEnd {
+		return 0
+	}
+	s.recvUnacked += n
+	if s.recvUnacked < streamWindow/2 {
+		return 0
+	}
+	back := s.recvUnacked
+	s.recvUnacked = 0
+	s.recvAvail += back
+	return back
+}
+
+// receive takes a DATA frame's payload (n bytes of window with padding)
+// and END_STREAM flag, on the reader goroutine: straight into the
+// spliced socket when it has room and nothing is queued before it, else
+// into the queue.
+func (s *Stream) receive(data []byte, n int64, end bool) error {
+	c := s.c
+	s.mu.Lock()
+	if s.rerr != nil {
+		s.mu.Unlock()
+		c.windowUpdate(0, 0, c.consumedConn(n))
+		return nil
+	}
+	if s.recvEnd {
+		s.mu.Unlock()
+		c.windowUpdate(0, 0, c.consumedConn(n))
+		c.streamError(s.id, http2.ErrCodeStreamClosed)
+		return nil
+	}
+	s.recvAvail -= n
+	if s.recvAvail < 0 {
+		s.mu.Unlock()
+		c.windowUpdate(0, 0, c.consumedConn(n))
+		c.streamError(s.id, http2.ErrCodeFlowControl)
+		return nil
+	}
+	consumed := n - int64(len(data)) // padding
+	if len(data) > 0 && s.sink != nil && len(s.queue) == 0 && !s.draining {
+		w, err := tryWrite(s.sink, data)
+		s.delivered += int64(w)
+		consumed += int64(w)
+		data = data[w:]
+		if err != nil {
+			s.sinkErr = err
+			s.mu.Unlock()
+			c.windowUpdate(0, 0, c.consumedConn(n))
+			s.Close()
+			return nil
+		}
+	}
+	if len(data) > 0 {
+		s.queue = append(s.queue, bytes.Clone(data))
+		s.queued += int64(len(data))
+	}
+	if len(data) > 0 || end {
+		s.cond.Broadcast()
+	}
+	back := s.ackLocked(consumed)
+	if end {
+		s.recvEnd = true
+	}
+	s.mu.Unlock()
+	c.windowUpdate(s.id, back, c.consumedConn(consumed))
+	if end {
+		s.forgetIfDone()
+	}
+	return nil
+}
+
+// onResponse takes the server's answer to the CONNECT (or trailers).
+func (s *Stream) onResponse(f *http2.MetaHeadersFrame) error {
+	s.mu.Lock()
+	answered := s.status != 0
+	s.mu.Unlock()
+	if answered {
+		if !f.StreamEnded() {
+			s.c.streamError(s.id, http2.ErrCodeProtocol)
+			return nil
+		}
+		return s.receive(nil, 0, true)
+	}
+	status, err := strconv.Atoi(f.PseudoValue("status"))
+	switch {
+	case err != nil || status < 100 || status > 999:
+		s.c.streamError(s.id, http2.ErrCodeProtocol)
+		return nil
+	case status < 200:
+		return nil // informational; the final answer follows
+	}
+	s.mu.Lock()
+	s.status = status
+	s.mu.Unlock()
+	s.answer.Do(func() { close(s.answered) })
+	if f.StreamEnded() {
+		return s.receive(nil, 0, true)
+	}
+	return nil
+}
