@@ -42,6 +42,7 @@ volatile const __u16 endpoint_id = 0;
 const enum reserved_identity *const __anchor_identity = 0;
 const enum endpoint_flags *const __anchor_ep_flags = 0;
 const enum ct_flags *const __anchor_ct_flags = 0;
+const enum lookup_skip *const __anchor_skip = 0;
 const enum stat_index *const __anchor_stat = 0;
 const enum tcx_action *const __anchor_tcx = 0;
 const enum proxy_mark *const __anchor_mark = 0;
@@ -638,7 +639,7 @@ static __always_inline void policy_collect(struct policy_result *r, struct polic
  * type/code for ICMP); the wildcard-protocol lookup includes it only for
  * protocols with ports, so ICMP matches only "any port" wildcard entries. */
 static __always_inline void policy_lookup_peer(struct policy_result *r, struct packet *p,
-					       __u8 dir, __u32 peer)
+					       __u8 dir, __u32 peer, __u32 skip)
 {
 	struct policy_key k = {
 		.endpoint = endpoint_id,
@@ -660,6 +661,8 @@ static __always_inline void policy_lookup_peer(struct policy_result *r, struct p
 	}
 	policy_collect(r, &k);
 
+	if (skip & SKIP_ANY_PROTO)
+		return;
 	k.proto = 0;
 	if (p->has_port && !p->fragment && p->policy_port != 0) {
 		k.prefixlen = 80;
@@ -671,34 +674,39 @@ static __always_inline void policy_lookup_peer(struct policy_result *r, struct p
 	policy_collect(r, &k);
 }
 
-/* policy_lookup is a global function for the same reason as parse. */
+/* policy_lookup is a global function for the same reason as parse. skip
+ * holds the endpoint's lookup_skip bits for dir: lookups of a kind the
+ * endpoint has no rows of would miss, so they are left out. */
 __attribute__((noinline)) int policy_lookup(struct policy_result *r, struct packet *p, __u8 dir,
-					    __u32 peer_id)
+					    __u32 peer_id, __u32 skip)
 {
 	if (!r || !p)
 		return 0;
 	const __u8 *peer_addr = dir == DIR_EGRESS ? p->daddr : p->saddr;
 
-	policy_lookup_peer(r, p, dir, peer_id);
+	policy_lookup_peer(r, p, dir, peer_id, skip);
 
-	struct cidr_key ck = {
-		.prefixlen = 32 + (p->family == FAMILY_IPV4 ? 32 : 128),
-		.endpoint = endpoint_id,
-		.direction = dir,
-		.family = p->family,
-	};
-	__builtin_memcpy(ck.addr, peer_addr, 16);
-	struct cidr_value *cv = bpf_map_lookup_elem(&cidr, &ck);
-	if (cv) {
-		__u32 class_any = cv->class_any;
-		__u32 class_world = cv->class_world;
-		if (class_any)
-			policy_lookup_peer(r, p, dir, class_any | IDENTITY_CIDR_CLASS_FLAG);
-		if (class_world && identity_is_world_or_cidr(peer_id))
-			policy_lookup_peer(r, p, dir, class_world | IDENTITY_CIDR_CLASS_FLAG);
+	if (!(skip & SKIP_CIDR)) {
+		struct cidr_key ck = {
+			.prefixlen = 32 + (p->family == FAMILY_IPV4 ? 32 : 128),
+			.endpoint = endpoint_id,
+			.direction = dir,
+			.family = p->family,
+		};
+		__builtin_memcpy(ck.addr, peer_addr, 16);
+		struct cidr_value *cv = bpf_map_lookup_elem(&cidr, &ck);
+		if (cv) {
+			__u32 class_any = cv->class_any;
+			__u32 class_world = cv->class_world;
+			if (class_any)
+				policy_lookup_peer(r, p, dir, class_any | IDENTITY_CIDR_CLASS_FLAG, skip);
+			if (class_world && identity_is_world_or_cidr(peer_id))
+				policy_lookup_peer(r, p, dir, class_world | IDENTITY_CIDR_CLASS_FLAG, skip);
+		}
 	}
 
-	policy_lookup_peer(r, p, dir, IDENTITY_UNKNOWN);
+	if (!(skip & SKIP_ANY_PEER))
+		policy_lookup_peer(r, p, dir, IDENTITY_UNKNOWN, skip);
 	return 0;
 }
 
@@ -959,10 +967,11 @@ static __always_inline int decide(struct __sk_buff *skb, __u8 dir, struct packet
 
 	__u16 ep = endpoint_id;
 	struct endpoint_info *info = bpf_map_lookup_elem(&endpoints, &ep);
-	__u32 ep_flags = 0;
+	__u32 ep_flags = 0, skip = 0;
 	if (info) {
 		vi.local_id = info->identity;
 		ep_flags = info->flags;
+		skip = info->skip;
 	}
 
 	int rc = parse(skb, &p);
@@ -1081,7 +1090,9 @@ static __always_inline int decide(struct __sk_buff *skb, __u8 dir, struct packet
 	/* New flow (or an ICMP error, a fragment): policy. */
 	vi.peer_id = lookup_identity(&p, peer_addr);
 	struct policy_result r = {};
-	policy_lookup(&r, &p, dir, vi.peer_id);
+	if (dir == DIR_EGRESS)
+		skip >>= SKIP_EGRESS_SHIFT;
+	policy_lookup(&r, &p, dir, vi.peer_id, skip);
 
 	int enforced = ep_flags & (dir == DIR_EGRESS ? EP_EGRESS_ENFORCED : EP_INGRESS_ENFORCED);
 	vi.ct_status = CT_NEW;

@@ -105,6 +105,19 @@ enum endpoint_flags {
 	EP_AUDIT = 1 << 2,
 };
 
+/* Bits of endpoint_info.skip: kinds of policy lookup that cannot match for
+ * the endpoint because it has no rows of that kind, set by userspace
+ * (internal/datapath) after it removed the last such row and cleared before
+ * it writes one. A new flow then skips those trie lookups. Zero, which is
+ * also what entries written before the field existed hold, does every
+ * lookup: a bit may be clear without need, never set with a row present. */
+enum lookup_skip {
+	SKIP_ANY_PEER = 1 << 0,  /* no rows with the wildcard peer */
+	SKIP_ANY_PROTO = 1 << 1, /* no rows with the wildcard protocol */
+	SKIP_CIDR = 1 << 2,      /* no CIDR class rows */
+	SKIP_EGRESS_SHIFT = 8,   /* ingress bits as above; egress bits shifted by this */
+};
+
 /* Which packets produce flow events. Zero is the default so that an
  * unconfigured config map still reports drops and new connections. */
 enum __attribute__((packed)) event_level {
@@ -194,7 +207,7 @@ struct endpoint_info {
 	__u32 identity; /* the endpoint's own security identity */
 	__u32 ifindex;  /* host-side veth, for userspace bookkeeping */
 	__u32 flags;    /* enum endpoint_flags */
-	__u32 pad;
+	__u32 skip;     /* enum lookup_skip: lookups that cannot match; 0 = do them all */
 };
 
 /* conntrack key: the tuple of the packet that opened the connection, as

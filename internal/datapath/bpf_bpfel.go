@@ -132,7 +132,7 @@ type bpfEndpointInfo struct {
 	Identity uint32
 	Ifindex  uint32
 	Flags    uint32
-	Pad      uint32
+	Skip     uint32
 }
 
 type bpfEventLevel uint8
@@ -213,6 +213,15 @@ type bpfIpcacheValue struct {
 	Identity uint32
 	Flags    uint32
 }
+
+type bpfLookupSkip uint32
+
+const (
+	bpfLookupSkipSKIP_ANY_PEER     bpfLookupSkip = 1
+	bpfLookupSkipSKIP_ANY_PROTO    bpfLookupSkip = 2
+	bpfLookupSkipSKIP_CIDR         bpfLookupSkip = 4
+	bpfLookupSkipSKIP_EGRESS_SHIFT bpfLookupSkip = 8
+)
 
 type bpfPolicyKey struct {
 	_         structs.HostLayout
@@ -328,6 +337,7 @@ const (
 	bpfVarAnchorEvent    = "__anchor_event"
 	bpfVarAnchorIdentity = "__anchor_identity"
 	bpfVarAnchorMark     = "__anchor_mark"
+	bpfVarAnchorSkip     = "__anchor_skip"
 	bpfVarAnchorStat     = "__anchor_stat"
 	bpfVarAnchorTcx      = "__anchor_tcx"
 	bpfVarEndpointId     = "endpoint_id"
@@ -405,6 +415,7 @@ type bpfVariableSpecs struct {
 	AnchorEvent    *ebpf.VariableSpec `ebpf:"__anchor_event"`
 	AnchorIdentity *ebpf.VariableSpec `ebpf:"__anchor_identity"`
 	AnchorMark     *ebpf.VariableSpec `ebpf:"__anchor_mark"`
+	AnchorSkip     *ebpf.VariableSpec `ebpf:"__anchor_skip"`
 	AnchorStat     *ebpf.VariableSpec `ebpf:"__anchor_stat"`
 	AnchorTcx      *ebpf.VariableSpec `ebpf:"__anchor_tcx"`
 	EndpointId     *ebpf.VariableSpec `ebpf:"endpoint_id"`
@@ -468,6 +479,7 @@ type bpfVariables struct {
 	AnchorEvent    *ebpf.Variable `ebpf:"__anchor_event"`
 	AnchorIdentity *ebpf.Variable `ebpf:"__anchor_identity"`
 	AnchorMark     *ebpf.Variable `ebpf:"__anchor_mark"`
+	AnchorSkip     *ebpf.Variable `ebpf:"__anchor_skip"`
 	AnchorStat     *ebpf.Variable `ebpf:"__anchor_stat"`
 	AnchorTcx      *ebpf.Variable `ebpf:"__anchor_tcx"`
 	EndpointId     *ebpf.Variable `ebpf:"endpoint_id"`

@@ -66,6 +66,10 @@ func TestConstantsMatchC(t *testing.T) {
 		{"flagIngressEnforced", uint64(flagIngressEnforced), uint64(bpfEndpointFlagsEP_INGRESS_ENFORCED)},
 		{"flagEgressEnforced", uint64(flagEgressEnforced), uint64(bpfEndpointFlagsEP_EGRESS_ENFORCED)},
 		{"flagAudit", uint64(flagAudit), uint64(bpfEndpointFlagsEP_AUDIT)},
+		{"skipAnyPeer", uint64(skipAnyPeer), uint64(bpfLookupSkipSKIP_ANY_PEER)},
+		{"skipAnyProto", uint64(skipAnyProto), uint64(bpfLookupSkipSKIP_ANY_PROTO)},
+		{"skipCIDR", uint64(skipCIDR), uint64(bpfLookupSkipSKIP_CIDR)},
+		{"skipEgressShift", uint64(skipEgressShift), uint64(bpfLookupSkipSKIP_EGRESS_SHIFT)},
 
 		{"ProtoICMP", uint64(ProtoICMP), 1},
 		{"ProtoTCP", uint64(ProtoTCP), 6},

@@ -1,6 +1,6 @@
 package datapath
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel -tags linux -cc clang -cflags "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu" -type direction -type family -type reserved_identity -type policy_verdict -type flow_verdict -type drop_reason -type ct_status -type ct_tcp_state -type ct_flags -type endpoint_flags -type event_level -type stat_index -type tcx_action -type proxy_mark -type ipcache_key -type ipcache_value -type policy_key -type policy_value -type cidr_key -type cidr_value -type endpoint_info -type ct_key -type ct_entry -type flow_event -type counter_key -type counter_value -type settings -type token_bucket -type frag_key -type frag_ports bpf ../../bpf/datapath.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel -tags linux -cc clang -cflags "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu" -type direction -type family -type reserved_identity -type policy_verdict -type flow_verdict -type drop_reason -type ct_status -type ct_tcp_state -type ct_flags -type endpoint_flags -type lookup_skip -type event_level -type stat_index -type tcx_action -type proxy_mark -type ipcache_key -type ipcache_value -type policy_key -type policy_value -type cidr_key -type cidr_value -type endpoint_info -type ct_key -type ct_entry -type flow_event -type counter_key -type counter_value -type settings -type token_bucket -type frag_key -type frag_ports bpf ../../bpf/datapath.c
 
 import (
 	"errors"
@@ -26,8 +26,18 @@ type Datapath struct {
 	maps bpfMaps
 	log  *slog.Logger
 
-	// mu serialises attach and detach; map updates need no lock.
+	// mu serialises attach and detach; map updates need no lock, except
+	// the read-modify-writes of endpoint_info.
 	mu sync.Mutex
+
+	// epMu serialises the read-modify-writes of endpoint_info: SetEndpoint
+	// owns its configuration, the policy and CIDR writers its skip bits
+	// (skip_linux.go), which they also remember in skips for endpoints not
+	// configured yet. skipGen counts, per endpoint, the writes that may
+	// add rows.
+	epMu    sync.Mutex
+	skips   map[EndpointID]uint32
+	skipGen map[EndpointID]uint64
 }
 
 // Open loads the datapath maps, re-using pinned maps under opts.PinDir when
@@ -63,7 +73,8 @@ func Open(opts Options) (*Datapath, error) {
 	resize(bpfMapConntrack, opts.ConntrackMaxEntries)
 	resize(bpfMapEvents, opts.RingBufferSize)
 
-	d := &Datapath{opts: opts, spec: spec, log: opts.Logger}
+	d := &Datapath{opts: opts, spec: spec, log: opts.Logger,
+		skips: make(map[EndpointID]uint32), skipGen: make(map[EndpointID]uint64)}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}

@@ -42,6 +42,20 @@ func (d *Datapath) SetEndpoint(id EndpointID, cfg EndpointConfig) error {
 	if cfg.Audit {
 		v.Flags |= flagAudit
 	}
+	// The lookup-skip bits belong to the policy and CIDR writers: keep
+	// those already written, or those remembered for a new entry.
+	d.epMu.Lock()
+	defer d.epMu.Unlock()
+	var old bpfEndpointInfo
+	err := d.maps.Endpoints.Lookup(uint16(id), &old)
+	switch {
+	case err == nil:
+		v.Skip = old.Skip
+	case errors.Is(err, ebpf.ErrKeyNotExist):
+		v.Skip = d.skips[id]
+	default:
+		return fmt.Errorf("set endpoint %d: %w", id, err)
+	}
 	if err := d.maps.Endpoints.Put(uint16(id), &v); err != nil {
 		return fmt.Errorf("set endpoint %d: %w", id, err)
 	}
@@ -75,6 +89,7 @@ func (d *Datapath) DeleteEndpoint(id EndpointID) error {
 	_, err := d.FlushConntrack(id, CTFilter{})
 	errs = append(errs, err)
 	errs = append(errs, d.deleteCounters(id))
+	d.forgetSkips(id)
 	return errors.Join(errs...)
 }
 

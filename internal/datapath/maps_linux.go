@@ -120,6 +120,20 @@ func fromPolicyKey(k bpfPolicyKey) PolicyKey {
 // responsible for deny precedence across port prefixes (ResolvePrecedence),
 // which SyncPolicy does for it.
 func (d *Datapath) UpdatePolicy(entries []PolicyEntry) error {
+	byEP := make(map[EndpointID][]PolicyEntry)
+	for _, e := range entries {
+		byEP[e.Key.Endpoint] = append(byEP[e.Key.Endpoint], e)
+	}
+	for ep, rows := range byEP {
+		if _, err := d.clearSkips(ep, skipPolicyMask&^policySkips(rows)); err != nil {
+			return fmt.Errorf("update policy: %w", err)
+		}
+	}
+	return d.updatePolicy(entries)
+}
+
+// updatePolicy writes entries whose lookups the skip bits already allow.
+func (d *Datapath) updatePolicy(entries []PolicyEntry) error {
 	keys := make([]bpfPolicyKey, len(entries))
 	vals := make([]bpfPolicyValue, len(entries))
 	for i, e := range entries {
@@ -196,6 +210,11 @@ func (d *Datapath) SyncPolicy(ep EndpointID, entries []PolicyEntry) error {
 		}
 	}
 	want := ResolvePrecedence(entries)
+	skips := policySkips(want)
+	gen, err := d.clearSkips(ep, skipPolicyMask&^skips)
+	if err != nil {
+		return fmt.Errorf("sync policy for endpoint %d: %w", ep, err)
+	}
 	have, err := d.PolicyEntries(ep)
 	if err != nil {
 		return fmt.Errorf("sync policy for endpoint %d: %w", ep, err)
@@ -211,7 +230,7 @@ func (d *Datapath) SyncPolicy(ep EndpointID, entries []PolicyEntry) error {
 		}
 		delete(cur, e.Key)
 	}
-	if err := d.UpdatePolicy(upd); err != nil {
+	if err := d.updatePolicy(upd); err != nil {
 		return fmt.Errorf("sync policy for endpoint %d: %w", ep, err)
 	}
 	del := make([]PolicyKey, 0, len(cur))
@@ -219,6 +238,9 @@ func (d *Datapath) SyncPolicy(ep EndpointID, entries []PolicyEntry) error {
 		del = append(del, k)
 	}
 	if err := d.DeletePolicy(del); err != nil {
+		return fmt.Errorf("sync policy for endpoint %d: %w", ep, err)
+	}
+	if err := d.setSkips(ep, skipPolicyMask, skips, gen); err != nil {
 		return fmt.Errorf("sync policy for endpoint %d: %w", ep, err)
 	}
 	return nil
@@ -245,6 +267,20 @@ func cidrKey(e CIDREntry) (bpfCidrKey, error) {
 
 // UpdateCIDR adds or replaces CIDR class entries in one batch.
 func (d *Datapath) UpdateCIDR(entries []CIDREntry) error {
+	byEP := make(map[EndpointID][]CIDREntry)
+	for _, e := range entries {
+		byEP[e.Endpoint] = append(byEP[e.Endpoint], e)
+	}
+	for ep, rows := range byEP {
+		if _, err := d.clearSkips(ep, skipCIDRMask&^cidrSkips(rows)); err != nil {
+			return fmt.Errorf("update cidr: %w", err)
+		}
+	}
+	return d.updateCIDR(entries)
+}
+
+// updateCIDR writes entries whose lookups the skip bits already allow.
+func (d *Datapath) updateCIDR(entries []CIDREntry) error {
 	keys := make([]bpfCidrKey, len(entries))
 	vals := make([]bpfCidrValue, len(entries))
 	for i, e := range entries {
@@ -315,6 +351,16 @@ func (d *Datapath) SyncCIDR(ep EndpointID, entries []CIDREntry) error {
 		}
 		return key{e.Direction, p}
 	}
+	for i, e := range entries {
+		if e.Endpoint != ep {
+			return fmt.Errorf("sync cidr for endpoint %d: entry %d is for endpoint %d: %w", ep, i, e.Endpoint, ErrInvalid)
+		}
+	}
+	skips := cidrSkips(entries)
+	gen, err := d.clearSkips(ep, skipCIDRMask&^skips)
+	if err != nil {
+		return fmt.Errorf("sync cidr for endpoint %d: %w", ep, err)
+	}
 	have, err := d.CIDREntries(ep)
 	if err != nil {
 		return fmt.Errorf("sync cidr for endpoint %d: %w", ep, err)
@@ -324,17 +370,14 @@ func (d *Datapath) SyncCIDR(ep EndpointID, entries []CIDREntry) error {
 		cur[norm(e)] = e
 	}
 	var upd []CIDREntry
-	for i, e := range entries {
-		if e.Endpoint != ep {
-			return fmt.Errorf("sync cidr for endpoint %d: entry %d is for endpoint %d: %w", ep, i, e.Endpoint, ErrInvalid)
-		}
+	for _, e := range entries {
 		k := norm(e)
 		if old, ok := cur[k]; !ok || old.Class != e.Class {
 			upd = append(upd, e)
 		}
 		delete(cur, k)
 	}
-	if err := d.UpdateCIDR(upd); err != nil {
+	if err := d.updateCIDR(upd); err != nil {
 		return fmt.Errorf("sync cidr for endpoint %d: %w", ep, err)
 	}
 	del := make([]CIDREntry, 0, len(cur))
@@ -342,6 +385,9 @@ func (d *Datapath) SyncCIDR(ep EndpointID, entries []CIDREntry) error {
 		del = append(del, e)
 	}
 	if err := d.DeleteCIDR(del); err != nil {
+		return fmt.Errorf("sync cidr for endpoint %d: %w", ep, err)
+	}
+	if err := d.setSkips(ep, skipCIDRMask, skips, gen); err != nil {
 		return fmt.Errorf("sync cidr for endpoint %d: %w", ep, err)
 	}
 	return nil
