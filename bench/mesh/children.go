@@ -103,8 +103,9 @@ func appMain(args []string) error {
 // proxyMain runs one node's Rampart proxy with one workload in its own
 // network namespace (no capture): the client's or the server's. The
 // client side also plays the workload's captured outbound socket: a TCP
-// listener on -listen whose connections it sends through Proxy.Dial to the
-// application on the server's address, as ztunnel's outbound port does.
+// listener on -listen whose connections it hands to Proxy.Forward for the
+// application on the server's address: the code path of the proxy's
+// outbound port, short of reading the original destination.
 func proxyMain(args []string) error {
 	fs := flag.NewFlagSet(proxyCmd, flag.ContinueOnError)
 	role := fs.String("role", "", "client or server")
@@ -237,45 +238,11 @@ func forward(p *proxy.Proxy, l net.Listener, w proxy.Workload, dst netip.AddrPor
 		}
 		go func() {
 			defer c.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			up, err := p.Dial(ctx, w.Namespace, w.Name, dst)
-			cancel()
-			if err != nil {
-				log.Warn("dial", slog.Any("error", err))
-				return
+			if err := p.Forward(w.Namespace, w.Name, c, dst); err != nil {
+				log.Warn("forward", slog.Any("error", err))
 			}
-			defer up.Close()
-			splice(c, up)
 		}()
 	}
-}
-
-// closeWriter is a connection whose sending direction closes alone.
-type closeWriter interface{ CloseWrite() error }
-
-// splice copies both ways until both directions end, passing half-closes
-// on; an error in one direction closes both connections.
-func splice(a, b net.Conn) {
-	var once sync.Once
-	abort := func() { once.Do(func() { a.Close(); b.Close() }) }
-	done := make(chan struct{})
-	oneWay := func(dst, src net.Conn) {
-		if _, err := io.Copy(dst, src); err != nil {
-			abort()
-			return
-		}
-		if cw, ok := dst.(closeWriter); ok {
-			cw.CloseWrite()
-		} else {
-			abort()
-		}
-	}
-	go func() {
-		defer close(done)
-		oneWay(b, a)
-	}()
-	oneWay(a, b)
-	<-done
 }
 
 // countingRecorder counts the proxy's records, so that the benchmark can

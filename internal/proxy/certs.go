@@ -67,6 +67,10 @@ func hardenServer(cfg *tls.Config) *tls.Config {
 	c := cfg.Clone()
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{alpnHBONE}
+	// Full-size records from the first byte: each HBONE frame is one
+	// record and one write (hbone), instead of small records while the
+	// connection warms up.
+	c.DynamicRecordSizingDisabled = true
 	return c
 }
 
@@ -92,6 +96,10 @@ func clientTLS(certs Certificates, src, dst Workload) (*tls.Config, error) {
 	c := cfg.Clone()
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{alpnHBONE}
+	// Full-size records from the first byte: each HBONE frame is one
+	// record and one write (hbone), instead of small records while the
+	// connection warms up.
+	c.DynamicRecordSizingDisabled = true
 	if c.InsecureSkipVerify && c.VerifyPeerCertificate == nil && c.VerifyConnection == nil {
 		return nil, fmt.Errorf("client tls config for %s to %s: %w: verification is skipped and no hook replaces it", src.Key(), dst.Key(), ErrInsecureTLS)
 	}

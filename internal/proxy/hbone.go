@@ -5,16 +5,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
 
-	"golang.org/x/net/http2"
+	"github.com/rampartsec/rampart/internal/hbone"
 )
 
 // HBONE framing: a tunnel is one HTTP/2 stream opened with
@@ -57,7 +55,7 @@ func parseAuthority(s string) (netip.AddrPort, error) {
 	return ap, nil
 }
 
-// pool holds the HTTP/2 connections of the outbound side, one or more per
+// pool holds the HBONE connections of the outbound side, one or more per
 // (source workload, destination workload, destination address), each
 // carrying many tunnels as Istio's ztunnel does: a new TLS handshake only
 // when no pooled connection can take another stream.
@@ -80,8 +78,7 @@ type poolEntry struct {
 
 // h2conn is one pooled tunnel connection.
 type h2conn struct {
-	cc    *http2.ClientConn
-	tls   *tls.Conn
+	hc    *hbone.Conn
 	peer  string // the server's verified SPIFFE ID
 	local netip.AddrPort
 }
@@ -99,21 +96,21 @@ func (pl *pool) entry(k poolKey) *poolEntry {
 	return e
 }
 
-// get returns a connection from src to dst at ip with one stream reserved
-// for the caller's next RoundTrip, dialing a new one if none has room.
-func (pl *pool) get(ctx context.Context, ws *workloadState, dst Workload, ip netip.Addr) (*h2conn, error) {
+// get returns a connection from src to dst at ip that can take another
+// stream, dialing a new one if none can. Unless fresh, a pooled one is
+// preferred.
+func (pl *pool) get(ctx context.Context, ws *workloadState, dst Workload, ip netip.Addr, fresh bool) (*h2conn, error) {
 	e := pl.entry(poolKey{ws.w.Key(), dst.Key() + "@" + dst.ServiceAccount, ip})
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	live := e.conns[:0]
 	var found *h2conn
 	for _, c := range e.conns {
-		st := c.cc.State()
-		if st.Closed || st.Closing {
+		if c.hc.Closed() {
 			continue
 		}
 		live = append(live, c)
-		if found == nil && c.cc.ReserveNewRequest() {
+		if found == nil && !fresh && c.hc.Available() {
 			found = c
 		}
 	}
@@ -125,10 +122,6 @@ func (pl *pool) get(ctx context.Context, ws *workloadState, dst Workload, ip net
 	c, err := pl.p.dialHBONE(ctx, ws, dst, ip)
 	if err != nil {
 		return nil, err
-	}
-	if !c.cc.ReserveNewRequest() {
-		c.cc.Close()
-		return nil, errors.New("new hbone connection cannot take a stream")
 	}
 	e.conns = append(e.conns, c)
 	return c, nil
@@ -148,7 +141,7 @@ func (pl *pool) closeSource(src string) {
 	for _, e := range gone {
 		e.mu.Lock()
 		for _, c := range e.conns {
-			c.cc.Close()
+			c.hc.Close()
 		}
 		e.conns = nil
 		e.mu.Unlock()
@@ -200,13 +193,13 @@ func (p *Proxy) dialHBONE(ctx context.Context, ws *workloadState, dst Workload, 
 		tc.Close()
 		return nil, &handshakeError{err}
 	}
-	cc, err := p.h2t.NewClientConn(tc)
+	hc, err := hbone.NewClient(tc, hbone.Config{IdleTimeout: p.cfg.IdleTimeout})
 	if err != nil {
 		tc.Close()
-		return nil, fmt.Errorf("http/2 client: %w", err)
+		return nil, err
 	}
 	local, _ := netip.ParseAddrPort(tcp.LocalAddr().String())
-	return &h2conn{cc: cc, tls: tc, peer: peer, local: local}, nil
+	return &h2conn{hc: hc, peer: peer, local: local}, nil
 }
 
 // handshakeError marks a failed tunnel handshake, which telemetry counts
@@ -226,101 +219,47 @@ func (e *StatusError) Error() string {
 }
 
 // openTunnel opens a CONNECT stream from ws to the application address
-// dst of workload dw, retrying once on a fresh connection if the pooled
-// one turned out to be dead.
+// dst of workload dw. A pooled connection that turns out to be full or
+// closing is passed over for a fresh one, once.
 func (p *Proxy) openTunnel(ctx context.Context, ws *workloadState, dw Workload, dst netip.AddrPort) (*tunnelConn, error) {
+	// The dial context only bounds the wait for the answer; the stream
+	// then lives as long as the workload.
+	hctx, cancel := context.WithTimeout(ctx, p.cfg.HandshakeTimeout)
+	defer cancel()
+	authority := dst.String()
 	var lastErr error
-	for range 2 {
-		c, err := p.pool.get(ctx, ws, dw, dst.Addr())
+	for attempt := range 2 {
+		c, err := p.pool.get(hctx, ws, dw, dst.Addr(), attempt > 0)
 		if err != nil {
 			return nil, err
 		}
-		t, err := p.connect(ctx, ws, c, dst)
+		s, err := c.hc.Open(hctx, authority)
 		if err == nil {
-			return t, nil
+			return &tunnelConn{
+				Stream: s,
+				local:  net.TCPAddrFromAddrPort(c.local),
+				remote: net.TCPAddrFromAddrPort(dst),
+				peer:   c.peer,
+			}, nil
 		}
-		var se *StatusError
-		if errors.As(err, &se) || ctx.Err() != nil {
-			return nil, err
+		if se, ok := errors.AsType[*hbone.StatusError](err); ok {
+			return nil, &StatusError{Status: se.Status}
 		}
-		if st := c.cc.State(); !st.Closed && !st.Closing {
-			return nil, err
+		lastErr = fmt.Errorf("hbone connect %s: %w", authority, err)
+		if !errors.Is(err, hbone.ErrConnClosed) && !errors.Is(err, hbone.ErrConnFull) {
+			return nil, lastErr
 		}
-		lastErr = err
 	}
 	return nil, lastErr
-}
-
-// connect sends the CONNECT request on c and waits for its answer.
-func (p *Proxy) connect(ctx context.Context, ws *workloadState, c *h2conn, dst netip.AddrPort) (*tunnelConn, error) {
-	pr, pw := io.Pipe()
-	// The stream lives as long as the workload, not as the caller's
-	// dial context; the dial context only bounds the wait for headers.
-	sctx, cancel := context.WithCancel(ws.ctx)
-	stop := context.AfterFunc(ctx, cancel)
-	timer := time.AfterFunc(p.cfg.HandshakeTimeout, cancel)
-	authority := dst.String()
-	req := (&http.Request{
-		Method:        http.MethodConnect,
-		URL:           &url.URL{Host: authority},
-		Host:          authority,
-		Proto:         "HTTP/2.0",
-		ProtoMajor:    2,
-		Header:        http.Header{},
-		Body:          pr,
-		ContentLength: -1,
-	}).WithContext(sctx)
-	resp, err := c.cc.RoundTrip(req)
-	timer.Stop()
-	stop()
-	if err != nil {
-		cancel()
-		pw.CloseWithError(err)
-		return nil, fmt.Errorf("hbone connect %s: %w", authority, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		cancel()
-		pw.CloseWithError(net.ErrClosed)
-		return nil, &StatusError{Status: resp.StatusCode}
-	}
-	return &tunnelConn{
-		body:   resp.Body,
-		pw:     pw,
-		cancel: cancel,
-		local:  net.TCPAddrFromAddrPort(c.local),
-		remote: net.TCPAddrFromAddrPort(dst),
-		peer:   c.peer,
-	}, nil
 }
 
 // tunnelConn is the client end of one HBONE stream as a net.Conn with
 // half-close. Deadlines are not supported.
 type tunnelConn struct {
-	body   io.ReadCloser
-	pw     *io.PipeWriter
-	cancel context.CancelFunc
+	*hbone.Stream
 	local  net.Addr
 	remote net.Addr
 	peer   string
-	once   sync.Once
-}
-
-func (t *tunnelConn) Read(b []byte) (int, error)  { return t.body.Read(b) }
-func (t *tunnelConn) Write(b []byte) (int, error) { return t.pw.Write(b) }
-
-// CloseWrite ends the stream in the client-to-server direction
-// (END_STREAM); reading goes on.
-func (t *tunnelConn) CloseWrite() error { return t.pw.Close() }
-
-// Close aborts the stream unless both directions already ended.
-func (t *tunnelConn) Close() error {
-	t.once.Do(func() {
-		t.pw.CloseWithError(net.ErrClosed)
-		t.body.Close()
-		t.cancel()
-	})
-	return nil
 }
 
 func (t *tunnelConn) LocalAddr() net.Addr  { return t.local }
@@ -331,18 +270,3 @@ var errNoDeadline = errors.New("hbone streams do not support deadlines")
 func (t *tunnelConn) SetDeadline(time.Time) error      { return errNoDeadline }
 func (t *tunnelConn) SetReadDeadline(time.Time) error  { return errNoDeadline }
 func (t *tunnelConn) SetWriteDeadline(time.Time) error { return errNoDeadline }
-
-// streamWriter writes the server end of an HBONE stream, flushing every
-// write so that interactive protocols see their bytes at once.
-type streamWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
-}
-
-func (s streamWriter) Write(b []byte) (int, error) {
-	n, err := s.w.Write(b)
-	if err != nil {
-		return n, err
-	}
-	return n, s.rc.Flush()
-}

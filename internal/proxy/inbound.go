@@ -4,15 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http2"
+	"github.com/rampartsec/rampart/internal/hbone"
 )
 
 // handleHBONE serves one TLS connection accepted on the HBONE listener of
@@ -62,7 +60,7 @@ func (p *Proxy) handleHBONE(ws *workloadState, c net.Conn) {
 	}
 	h := &hboneHandler{p: p, ws: ws, src: src, principal: principal, sni: st.ServerName,
 		srcWorkload: p.sourceWorkload(src.Addr(), principal)}
-	p.h2s.ServeConn(tc, &http2.ServeConnOpts{Context: ws.ctx, Handler: h})
+	hbone.Serve(tc, hbone.Config{Handler: h.serveStream, IdleTimeout: p.cfg.IdleTimeout, MaxConcurrentStreams: 1000})
 }
 
 // sourceWorkload names the workload at ip for telemetry; with a principal
@@ -90,12 +88,13 @@ type hboneHandler struct {
 	srcWorkload string
 }
 
-// ServeHTTP checks, in order: the method is CONNECT; the authority is a
-// canonical address of this workload on a port that is not the proxy's;
-// AuthorizeConn allows; then, for L7 ports, answers 200 and serves HTTP
-// with per-request authorization, or else connects to the application and
-// answers 200 (503 if the application refuses) and copies bytes.
-func (h *hboneHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// serveStream checks, in order: the authority is a canonical address of
+// this workload on a port that is not the proxy's; AuthorizeConn allows;
+// then, for L7 ports, answers 200 and serves HTTP with per-request
+// authorization, or else connects to the application and answers 200 (503
+// if the application refuses) and splices bytes. (A method other than
+// CONNECT never gets here: hbone answers it 405.)
+func (h *hboneHandler) serveStream(s *hbone.Stream) {
 	p, ws := h.p, h.ws
 	start := time.Now()
 	rec := Record{
@@ -109,17 +108,13 @@ func (h *hboneHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rec.Reason == "" {
 			rec.Reason = reason
 		}
-		w.WriteHeader(status)
+		s.Respond(status)
 		p.log.Info("hbone stream refused", slog.String("workload", ws.w.Key()), slog.String("principal", h.principal),
 			slog.String("source", h.src.String()), slog.String("destination", rec.Destination.String()),
 			slog.Int("status", status), slog.String("policy", rec.Policy), slog.String("reason", rec.Reason))
 		p.finish(rec, start)
 	}
-	if r.Method != http.MethodConnect {
-		refuse(http.StatusMethodNotAllowed, "method "+r.Method+" is not CONNECT")
-		return
-	}
-	dst, err := parseAuthority(r.Host)
+	dst, err := parseAuthority(s.Authority())
 	if err != nil {
 		refuse(http.StatusBadRequest, err.Error())
 		return
@@ -149,19 +144,17 @@ func (h *hboneHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusForbidden, "")
 		return
 	}
-	rc := http.NewResponseController(w)
 	if l7 {
 		rec.Allowed, rec.Status = true, http.StatusOK
-		w.WriteHeader(http.StatusOK)
-		if err := rc.Flush(); err != nil {
+		if err := s.Respond(http.StatusOK); err != nil {
 			rec.Error = err.Error()
 			p.finish(rec, start)
 			return
 		}
-		p.serveStreamHTTP(ws, r.Body, streamWriter{w, rc}, conn, rec)
+		p.serveStreamHTTP(ws, s, conn, rec)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), p.cfg.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(ws.ctx, p.cfg.ConnectTimeout)
 	up, err := p.dial(ctx, ws, dst)
 	cancel()
 	if err != nil {
@@ -173,57 +166,19 @@ func (h *hboneHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer ws.untrack(up)
+	defer up.Close()
 	rec.Allowed, rec.Status, rec.forwarded = true, http.StatusOK, true
 	p.countOpened(ReporterDestination, rec.SourceWorkload, rec.DestinationWorkload)
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		up.Close()
+	if err := s.Respond(http.StatusOK); err != nil {
 		rec.Error = err.Error()
 		p.finish(rec, start)
 		return
 	}
-	h.pipe(r.Body, streamWriter{w, rc}, up, rec)
-}
-
-// pipe copies between an HBONE stream and the application connection
-// and emits the record. When the application ends its direction, the
-// stream ends: a handler must return to end an HTTP/2 stream, and it may
-// not read the request body afterwards, so the request direction is cut
-// then too, and a client still sending gets RST_STREAM(NO_ERROR) after
-// the END_STREAM, as a TCP client would get a reset from a closed socket.
-func (h *hboneHandler) pipe(body io.ReadCloser, down io.Writer, up *net.TCPConn, rec Record) {
-	var (
-		upN      int64
-		upErr    error
-		downDone atomic.Bool
-		upDone   = make(chan struct{})
-	)
-	if !h.ws.goroutine(func() {
-		defer close(upDone)
-		upN, upErr = io.Copy(up, body)
-		switch {
-		case downDone.Load():
-			upErr = nil // cut on purpose, below
-		case upErr != nil:
-			up.Close() // the client reset the stream
-		default:
-			up.CloseWrite()
-		}
-	}) {
-		close(upDone)
+	rec.BytesReceived, rec.BytesSent, err = s.Splice(up)
+	if !isClosedErr(err) {
+		rec.Error = err.Error()
 	}
-	downN, downErr := io.Copy(down, up)
-	downDone.Store(true)
-	up.Close()
-	body.Close()
-	<-upDone
-	rec.BytesReceived, rec.BytesSent = upN, downN
-	for _, err := range []error{downErr, upErr} {
-		if !isClosedErr(err) && rec.Error == "" {
-			rec.Error = err.Error()
-		}
-	}
-	h.p.finish(rec, rec.Start)
+	p.finish(rec, start)
 }
 
 // handlePlaintext serves a connection captured on the inbound plaintext

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rampartsec/rampart/internal/hbone"
 )
 
 // L7: on ports where the Authorizer needs HTTP, the proxy terminates the
@@ -32,39 +34,41 @@ import (
 const l7HeaderTimeout = 30 * time.Second
 
 // serveStreamHTTP serves HTTP on the inner stream of an HBONE tunnel. The
-// stream has no deadlines and no half-close, which net/http's server needs
-// (it aborts its background read with a past deadline after each
-// request), so the stream is bridged to one end of a net.Pipe, which has
-// both, and the server serves the other end.
-func (p *Proxy) serveStreamHTTP(ws *workloadState, body io.ReadCloser, down io.Writer, conn Connection, rec Record) {
+// stream has no deadlines, which net/http's server needs (it aborts its
+// background read with a past deadline after each request), so the stream
+// is bridged to one end of a net.Pipe, which has them, and the server
+// serves the other end.
+func (p *Proxy) serveStreamHTTP(ws *workloadState, s *hbone.Stream, conn Connection, rec Record) {
 	inner, outer := net.Pipe()
-	var copiers sync.WaitGroup
-	copiers.Add(1)
+	var in, out sync.WaitGroup
+	in.Add(1)
 	if !ws.goroutine(func() {
-		defer copiers.Done()
-		io.Copy(outer, body)
+		defer in.Done()
+		io.Copy(outer, s)
 		outer.Close()
 	}) {
-		copiers.Done()
+		in.Done()
 		outer.Close()
 	}
-	copiers.Add(1)
+	out.Add(1)
 	if !ws.goroutine(func() {
-		defer copiers.Done()
-		io.Copy(down, outer)
+		defer out.Done()
+		io.Copy(s, outer)
 		outer.Close()
 	}) {
-		copiers.Done()
+		out.Done()
 		outer.Close()
 	}
 	local := net.TCPAddrFromAddrPort(rec.Destination)
 	remote := net.TCPAddrFromAddrPort(conn.Source)
 	p.serveHTTP(ws, &addrConn{Conn: inner, local: local, remote: remote}, conn, rec)
-	// Neither the response writer nor the request body may be used after
-	// the handler returns: stop both copiers first.
+	// The server closed its end: the last response is through once the
+	// out copier saw EOF; then the stream ends, and the in copier stops.
+	out.Wait()
+	s.CloseWrite()
+	s.Close()
 	outer.Close()
-	body.Close()
-	copiers.Wait()
+	in.Wait()
 }
 
 // addrConn gives a pipe end the tunnel's addresses, so that the request's

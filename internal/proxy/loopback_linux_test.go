@@ -128,11 +128,45 @@ func get(t testing.TB, c *http.Client, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// TestLoopbackTunnelTCP sends bytes through a tunnel both ways a
+// workload's connection can enter the proxy: Dial (the proxy opens the
+// connection) and Forward (the proxy serves one the workload opened, the
+// outbound listener's path, spliced straight to the tunnel).
 func TestLoopbackTunnelTCP(t *testing.T) {
+	for _, how := range []string{"Dial", "Forward"} {
+		t.Run(how, func(t *testing.T) { testLoopbackTunnelTCP(t, how) })
+	}
+}
+
+func testLoopbackTunnelTCP(t *testing.T, how string) {
 	lb := mustLoopback(t)
-	c, err := lb.p.Dial(context.Background(), "shop", "client", lb.echoAddr)
-	if err != nil {
-		t.Fatal(err)
+	var c net.Conn
+	switch how {
+	case "Dial":
+		var err error
+		c, err = lb.p.Dial(context.Background(), "shop", "client", lb.echoAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+	case "Forward":
+		l, err := net.Listen("tcp", "127.0.0.3:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			a, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer a.Close()
+			if err := lb.p.Forward("shop", "client", a, lb.echoAddr); err != nil {
+				t.Errorf("Forward: %v", err)
+			}
+		}()
+		if c, err = net.Dial("tcp", l.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// 4 MiB one way, then a half-close: the echo must come back whole and
 	// end with EOF, which only happens if both half-closes travelled.
@@ -453,13 +487,14 @@ func TestLoopbackNoGoroutineLeak(t *testing.T) {
 }
 
 // leftoverGoroutines returns the stacks of goroutines running code of the
-// proxy package or of x/net/http2 (which only the proxy uses here).
+// proxy package, of its tunnels (hbone) or of x/net/http2 (which only the
+// proxy's L7 side uses here).
 func leftoverGoroutines() []string {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "internal/proxy.") || strings.Contains(g, "golang.org/x/net/http2.") {
+		if strings.Contains(g, "internal/proxy.") || strings.Contains(g, "internal/hbone.") || strings.Contains(g, "golang.org/x/net/http2.") {
 			if !strings.Contains(g, "leftoverGoroutines") {
 				out = append(out, g)
 			}

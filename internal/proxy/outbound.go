@@ -38,6 +38,37 @@ func (p *Proxy) handleOutbound(ws *workloadState, c net.Conn) {
 		p.finish(rec, start)
 		return
 	}
+	p.forward(ws, c, dst, rec)
+}
+
+// Forward serves c, a connection the workload namespace/name opened to
+// dst, exactly as the outbound listener serves a captured one: through a
+// tunnel when dst belongs to a mesh workload, directly otherwise, copying
+// bytes until both directions ended; then it emits the connection's
+// record. It is how workloads in the proxy's own namespace (NetnsPath "")
+// hand over connections they accepted, and what benchmarks measure the
+// outbound path with.
+func (p *Proxy) Forward(namespace, name string, c net.Conn, dst netip.AddrPort) error {
+	ws := p.workload(namespace + "/" + name)
+	if ws == nil {
+		return fmt.Errorf("forward from %s/%s: %w", namespace, name, ErrUnknownWorkload)
+	}
+	if _, ok := c.(halfConn); !ok {
+		return fmt.Errorf("forward from %s: %T cannot half-close", ws.w.Key(), c)
+	}
+	if !ws.track(c) {
+		return fmt.Errorf("forward from %s: %w", ws.w.Key(), ErrUnknownWorkload)
+	}
+	defer ws.untrack(c)
+	rec := Record{Kind: RecordConnection, Reporter: ReporterSource, SourceWorkload: ws.w.Key(), Start: time.Now()}
+	rec.Source, _ = netip.ParseAddrPort(c.RemoteAddr().String())
+	p.forward(ws, c, dst, rec)
+	return nil
+}
+
+// forward connects c's workload to dst and copies bytes both ways.
+func (p *Proxy) forward(ws *workloadState, c net.Conn, dst netip.AddrPort, rec Record) {
+	start := rec.Start
 	rec.Destination = dst
 	ctx, cancel := context.WithTimeout(ws.ctx, p.cfg.ConnectTimeout+p.cfg.HandshakeTimeout)
 	up, err := p.open(ctx, ws, dst, &rec)
@@ -204,11 +235,23 @@ func (d *dialedConn) Close() error {
 }
 
 // splice copies between the client and the upstream connection in both
-// directions until both ended, passing each half-close on, and returns
+// directions until both ended (a tunnel and a TCP client through
+// hbone.Stream.Splice, which writes the tunnel's bytes to the client from
+// the connection's reader), passing each half-close on, and returns
 // the bytes from the client (up) and to the client (down). An error in
 // one direction (a reset) aborts both, since the other direction of a
 // broken connection would otherwise wait forever.
 func splice(client, upstream halfConn) (up, down int64, err error) {
+	if t, ok := upstream.(*tunnelConn); ok {
+		if tc, ok := client.(*net.TCPConn); ok {
+			down, up, err = t.Splice(tc)
+			client.Close()
+			if isClosedErr(err) {
+				err = nil
+			}
+			return up, down, err
+		}
+	}
 	var (
 		wg    sync.WaitGroup
 		upErr error

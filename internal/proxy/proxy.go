@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netns"
-	"golang.org/x/net/http2"
 )
 
 // The proxy's well-known ports, the same as Istio's so that tooling and
@@ -122,8 +121,6 @@ type Proxy struct {
 	log     *slog.Logger
 	metrics *metrics
 	authz   guardedAuthorizer
-	h2s     *http2.Server
-	h2t     *http2.Transport
 	pool    *pool
 
 	opMu      sync.Mutex // serializes AddWorkload, RemoveWorkload and Close
@@ -158,22 +155,10 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{
-		cfg:     cfg,
-		log:     cfg.Logger.With(slog.String("component", "proxy")),
-		metrics: m,
-		authz:   guardedAuthorizer{cfg.Authorizer},
-		h2s: &http2.Server{
-			MaxConcurrentStreams: 1000,
-			IdleTimeout:          cfg.IdleTimeout,
-			ReadIdleTimeout:      30 * time.Second,
-			PingTimeout:          15 * time.Second,
-		},
-		h2t: &http2.Transport{
-			StrictMaxConcurrentStreams: true,
-			IdleConnTimeout:            cfg.IdleTimeout,
-			ReadIdleTimeout:            30 * time.Second,
-			PingTimeout:                15 * time.Second,
-		},
+		cfg:       cfg,
+		log:       cfg.Logger.With(slog.String("component", "proxy")),
+		metrics:   m,
+		authz:     guardedAuthorizer{cfg.Authorizer},
 		workloads: map[string]*workloadState{},
 	}
 	p.pool = newPool(p)
