@@ -151,7 +151,7 @@ func (h *hboneHandler) serveStream(s *hbone.Stream) {
 			p.finish(rec, start)
 			return
 		}
-		p.serveStreamHTTP(ws, s, conn, rec)
+		p.serveL7(ws, &tunnelConn{Stream: s, local: net.TCPAddrFromAddrPort(dst), remote: net.TCPAddrFromAddrPort(h.src)}, conn, rec)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ws.ctx, p.cfg.ConnectTimeout)
@@ -247,7 +247,7 @@ func (p *Proxy) handlePlaintext(ws *workloadState, c net.Conn) {
 	}
 	rec.Allowed = true
 	if l7 {
-		p.serveHTTP(ws, c, conn, rec)
+		p.serveL7(ws, c.(halfConn), conn, rec)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ws.ctx, p.cfg.ConnectTimeout)

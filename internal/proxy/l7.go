@@ -16,8 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/rampartsec/rampart/internal/hbone"
 )
 
 // L7: on ports where the Authorizer needs HTTP, the proxy terminates the
@@ -33,18 +31,18 @@ import (
 // connection, so a silent peer cannot hold a handler forever.
 const l7HeaderTimeout = 30 * time.Second
 
-// serveStreamHTTP serves HTTP on the inner stream of an HBONE tunnel. The
-// stream has no deadlines, which net/http's server needs (it aborts its
-// background read with a past deadline after each request), so the stream
-// is bridged to one end of a net.Pipe, which has them, and the server
-// serves the other end.
-func (p *Proxy) serveStreamHTTP(ws *workloadState, s *hbone.Stream, conn Connection, rec Record) {
+// serveStreamHTTP serves prior-knowledge HTTP/2 on the inner stream of an
+// HBONE tunnel, read through r. The stream has no deadlines, which
+// net/http's server needs (it aborts its background read with a past
+// deadline after each request), so the stream is bridged to one end of a
+// net.Pipe, which has them, and the server serves the other end.
+func (p *Proxy) serveStreamHTTP(ws *workloadState, t *tunnelConn, r io.Reader, conn Connection, rec Record) {
 	inner, outer := net.Pipe()
 	var in, out sync.WaitGroup
 	in.Add(1)
 	if !ws.goroutine(func() {
 		defer in.Done()
-		io.Copy(outer, s)
+		io.Copy(outer, r)
 		outer.Close()
 	}) {
 		in.Done()
@@ -53,7 +51,7 @@ func (p *Proxy) serveStreamHTTP(ws *workloadState, s *hbone.Stream, conn Connect
 	out.Add(1)
 	if !ws.goroutine(func() {
 		defer out.Done()
-		io.Copy(s, outer)
+		io.Copy(t, outer)
 		outer.Close()
 	}) {
 		out.Done()
@@ -65,8 +63,8 @@ func (p *Proxy) serveStreamHTTP(ws *workloadState, s *hbone.Stream, conn Connect
 	// The server closed its end: the last response is through once the
 	// out copier saw EOF; then the stream ends, and the in copier stops.
 	out.Wait()
-	s.CloseWrite()
-	s.Close()
+	t.CloseWrite()
+	t.Close()
 	outer.Close()
 	in.Wait()
 }

@@ -242,15 +242,20 @@ func (d *dialedConn) Close() error {
 // one direction (a reset) aborts both, since the other direction of a
 // broken connection would otherwise wait forever.
 func splice(client, upstream halfConn) (up, down int64, err error) {
-	if t, ok := upstream.(*tunnelConn); ok {
-		if tc, ok := client.(*net.TCPConn); ok {
-			down, up, err = t.Splice(tc)
-			client.Close()
-			if isClosedErr(err) {
-				err = nil
-			}
-			return up, down, err
+	// A tunnel and a TCP connection: the stream splices itself.
+	t, tc := asSplice(upstream, client)
+	if t != nil {
+		down, up, err = t.Splice(tc)
+	} else if t, tc = asSplice(client, upstream); t != nil {
+		up, down, err = t.Splice(tc)
+	}
+	if t != nil {
+		client.Close()
+		upstream.Close()
+		if isClosedErr(err) {
+			err = nil
 		}
+		return up, down, err
 	}
 	var (
 		wg    sync.WaitGroup
@@ -288,6 +293,19 @@ func splice(client, upstream halfConn) (up, down int64, err error) {
 		err = nil
 	}
 	return up, down, err
+}
+
+// asSplice returns a and b as a tunnel and a TCP connection, or nil.
+func asSplice(a, b halfConn) (*tunnelConn, *net.TCPConn) {
+	t, ok := a.(*tunnelConn)
+	if !ok {
+		return nil, nil
+	}
+	tc, ok := b.(*net.TCPConn)
+	if !ok {
+		return nil, nil
+	}
+	return t, tc
 }
 
 // isClosedErr reports errors that only say a connection was closed on

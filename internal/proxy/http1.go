@@ -1,0 +1,518 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// HTTP/1.1 on L7 ports. Each inspected connection (an HBONE stream or a
+// captured plaintext connection) is served by one goroutine that reads a
+// request with net/http's parser (http.ReadRequest: header limits,
+// Content-Length and chunked framing, Transfer-Encoding over
+// Content-Length), authorizes it, and writes it again with net/http's
+// serializer (Request.Write) to a keep-alive connection of its own to the
+// application, then reads the response (http.ReadResponse) and writes it
+// back with framing the proxy chooses. Because every request is parsed and
+// serialized anew, the application never sees the client's framing, which
+// is what defeats request smuggling.
+//
+// It replaces, for HTTP/1.1, net/http's server and httputil.ReverseProxy
+// (still used for prior-knowledge HTTP/2, see serveHTTP): those hand every
+// request and response between four goroutines (server connection,
+// handler, transport writer and reader), which cost more CPU than the
+// whole tunnel. Here a request costs two wake-ups of one goroutine: its
+// head arriving, and the application's answer.
+
+const (
+	// maxDiscard is how much of a denied request's body is read away to
+	// keep the connection open; a larger body closes it instead.
+	maxDiscard = 256 << 10
+	// l7BufSize is the size of each read and write buffer: one HBONE
+	// frame's payload.
+	l7BufSize = 16 << 10
+)
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 7.6.1, which a proxy
+// must not forward, besides those the Connection header names.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+var l7Bufs = sync.Pool{New: func() any { b := make([]byte, l7BufSize); return &b }}
+
+// serveL7 serves HTTP on c until the client or the application ends it,
+// authorizing every request, then emits the connection's record.
+// Prior-knowledge HTTP/2 (gRPC) goes to net/http's server.
+func (p *Proxy) serveL7(ws *workloadState, c halfConn, conn Connection, rec Record) {
+	h := &http1Conn{p: p, ws: ws, c: c, conn: conn, rec: rec}
+	h.br = bufio.NewReaderSize(readCounter{c, &h.in}, l7BufSize)
+	h.bw = bufio.NewWriterSize(writeCounter{c, &h.out}, l7BufSize)
+	idle := time.AfterFunc(p.cfg.IdleTimeout, func() { c.Close() })
+	head, err := h.br.Peek(len("PRI"))
+	idle.Stop()
+	if err == nil && string(head) == "PRI" {
+		p.serveH2C(ws, c, h.br, conn, rec)
+		return
+	}
+	h.serve()
+}
+
+// http1Conn is one inspected HTTP/1.1 connection and its connection to
+// the application.
+type http1Conn struct {
+	p    *Proxy
+	ws   *workloadState
+	c    halfConn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	conn Connection
+	rec  Record // the connection's; each request's record starts as a copy
+
+	up  *net.TCPConn // to the application, nil until needed
+	ubr *bufio.Reader
+	ubw *bufio.Writer
+
+	in, out   int64 // bytes from and to the client
+	forwarded bool
+}
+
+func (h *http1Conn) serve() {
+	defer h.done()
+	// One timer, armed only while waiting: for the next request (the
+	// idle timeout) and for the rest of its head (the header timeout).
+	// Closing the connection makes the pending read fail.
+	timer := time.AfterFunc(h.p.cfg.IdleTimeout, func() { h.c.Close() })
+	defer timer.Stop()
+	for {
+		timer.Reset(h.p.cfg.IdleTimeout)
+		_, err := h.br.Peek(1)
+		if err == nil {
+			timer.Reset(l7HeaderTimeout)
+			var req *http.Request
+			req, err = http.ReadRequest(h.br)
+			timer.Stop()
+			if err == nil {
+				if !h.serveRequest(req) {
+					return
+				}
+				continue
+			}
+			h.writeSimple(http.StatusBadRequest, "Bad Request", true)
+		}
+		return
+	}
+}
+
+// done closes the application connection, half-closes the client's and
+// emits the connection's record.
+func (h *http1Conn) done() {
+	h.dropUpstream()
+	h.c.CloseWrite()
+	rec := h.rec
+	rec.BytesReceived, rec.BytesSent = h.in, h.out
+	rec.forwarded = h.forwarded
+	if rec.forwarded {
+		h.p.countOpened(ReporterDestination, rec.SourceWorkload, rec.DestinationWorkload)
+	}
+	h.p.finish(rec, rec.Start)
+}
+
+// serveRequest authorizes and answers one request and reports whether the
+// connection goes on.
+func (h *http1Conn) serveRequest(req *http.Request) bool {
+	start := time.Now()
+	path, query := splitTarget(req)
+	d := h.p.authz.request(Request{Connection: h.conn, Method: req.Method, Host: req.Host, Path: path, Query: query, Header: req.Header})
+	if d.Allow && d.Path != "" && d.Path != path {
+		if err := setPath(req.URL, d.Path); err != nil {
+			d = Decision{Status: http.StatusBadRequest, Body: "Bad Request", Reason: "path to forward: " + err.Error()}
+		}
+	}
+	rec := h.rec
+	rec.Kind, rec.Start = RecordRequest, start
+	rec.Method, rec.Path = req.Method, path
+	rec.Allowed, rec.Policy, rec.Reason = d.Allow, d.Policy, d.Reason
+	rec.forwarded = false
+	retryable := req.Body == http.NoBody
+	body := &countingBody{ReadCloser: req.Body}
+	req.Body = body
+	keep := !req.Close
+	if !d.Allow {
+		status, text := d.httpAnswer()
+		keep = keep && discard(req)
+		h.writeSimple(status, text, !keep)
+		rec.Status, rec.BytesSent = status, int64(len(text))
+		h.p.log.Info("http request denied", slog.String("workload", h.ws.w.Key()), slog.String("principal", h.conn.SourcePrincipal),
+			slog.String("source", h.conn.Source.String()), slog.String("method", req.Method), slog.String("path", path),
+			slog.Int("status", status), slog.String("policy", d.Policy), slog.String("reason", d.Reason))
+	} else {
+		h.forwarded = true
+		rec.Status, rec.BytesSent, keep = h.forward(req, keep, retryable)
+	}
+	rec.BytesReceived = body.n.Load()
+	h.p.finish(rec, start)
+	return keep
+}
+
+// discard reads away a denied request's body, reporting whether the
+// connection can serve another request after it.
+func discard(req *http.Request) bool {
+	if req.Body == http.NoBody {
+		return true
+	}
+	if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+		return false // the client holds its body back; close instead
+	}
+	n, err := io.CopyN(io.Discard, req.Body, maxDiscard+1)
+	return errors.Is(err, io.EOF) && n <= maxDiscard
+}
+
+// forward sends an allowed request to the application and its answer
+// back. It returns the status, the response body bytes and whether the
+// connection goes on.
+func (h *http1Conn) forward(req *http.Request, keep, retryable bool) (int, int64, bool) {
+	upgrade := upgradeType(req.Header)
+	removeHopHeaders(req.Header)
+	if upgrade != "" {
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", upgrade)
+	}
+	h.setForwarded(req)
+	if _, ok := req.Header["User-Agent"]; !ok {
+		req.Header.Set("User-Agent", "") // or Request.Write adds Go's
+	}
+	if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+		// Answered here, as Envoy does by default, so the body comes
+		// while the request is written to the application.
+		req.Header.Del("Expect")
+		h.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if err := h.bw.Flush(); err != nil {
+			return 499, 0, false
+		}
+	}
+	req.Close = false // the application connection is kept alive regardless
+	resp, err := h.roundTrip(req, retryable)
+	if err != nil {
+		status := http.StatusBadGateway
+		if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "dial" {
+			status = http.StatusServiceUnavailable
+		}
+		h.p.log.Info("application error", slog.String("workload", h.ws.w.Key()), slog.String("path", req.URL.Path), slog.Any("error", err))
+		// The request body may be half read: the connection ends.
+		h.writeSimple(status, "", true)
+		return status, 0, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return h.switchProtocols(upgrade, resp)
+	}
+	n, err := h.writeResponse(req, resp, &keep)
+	if resp.Close || err != nil {
+		h.dropUpstream()
+	}
+	if err != nil {
+		keep = false
+	}
+	return resp.StatusCode, n, keep
+}
+
+// roundTrip writes req to the application connection, dialing it when
+// there is none, and reads the response, passing informational answers
+// (1xx but 101) on to the client. A kept-alive connection the
+// application closed in the meantime is redialed once for a request
+// without a body.
+func (h *http1Conn) roundTrip(req *http.Request, retryable bool) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		reused := h.up != nil
+		if !reused {
+			if err := h.dialUpstream(); err != nil {
+				return nil, err
+			}
+		}
+		err := req.Write(h.ubw)
+		if err == nil {
+			err = h.ubw.Flush()
+		}
+		var resp *http.Response
+		for err == nil {
+			resp, err = http.ReadResponse(h.ubr, req)
+			if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+				break
+			}
+			h.writeHead(resp.Status, resp.Header, false)
+			err = h.bw.Flush()
+		}
+		if err == nil {
+			return resp, nil
+		}
+		h.dropUpstream()
+		if !reused || attempt > 0 || !retryable {
+			return nil, err
+		}
+	}
+}
+
+func (h *http1Conn) dialUpstream() error {
+	ctx, cancel := context.WithTimeout(h.ws.ctx, h.p.cfg.ConnectTimeout)
+	defer cancel()
+	up, err := h.p.dial(ctx, h.ws, h.rec.Destination)
+	if err != nil {
+		return err
+	}
+	if !h.ws.track(up) {
+		return net.ErrClosed
+	}
+	h.up = up
+	if h.ubr == nil {
+		h.ubr = bufio.NewReaderSize(up, l7BufSize)
+		h.ubw = bufio.NewWriterSize(up, 4<<10)
+	} else {
+		h.ubr.Reset(up)
+		h.ubw.Reset(up)
+	}
+	return nil
+}
+
+func (h *http1Conn) dropUpstream() {
+	if h.up != nil {
+		h.ws.untrack(h.up)
+		h.up.Close()
+		h.up = nil
+	}
+}
+
+// writeResponse writes resp to the client with framing chosen here: the
+// application's Content-Length when it gave one, else chunked (HTTP/1.1
+// clients) or the end of the connection (HTTP/1.0).
+func (h *http1Conn) writeResponse(req *http.Request, resp *http.Response, keep *bool) (int64, error) {
+	removeHopHeaders(resp.Header)
+	resp.Header.Del("Content-Length")
+	hasBody := req.Method != http.MethodHead && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotModified
+	chunked := false
+	switch {
+	case resp.ContentLength >= 0:
+		resp.Header["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	case !hasBody:
+	case req.ProtoAtLeast(1, 1):
+		chunked = true
+		resp.Header["Transfer-Encoding"] = []string{"chunked"}
+		if len(resp.Trailer) > 0 {
+			names := make([]string, 0, len(resp.Trailer))
+			for k := range resp.Trailer {
+				names = append(names, k)
+			}
+			resp.Header["Trailer"] = []string{strings.Join(names, ", ")}
+		}
+	default:
+		*keep = false
+	}
+	h.writeHead(resp.Status, resp.Header, !*keep)
+	if !hasBody {
+		return 0, h.bw.Flush()
+	}
+	var w io.Writer = h.bw
+	var cw io.WriteCloser
+	if chunked {
+		cw = httputil.NewChunkedWriter(h.bw)
+		w = cw
+	}
+	n, err := h.copyBody(w, resp.Body)
+	if err != nil {
+		return n, err
+	}
+	if chunked {
+		cw.Close()
+		resp.Trailer.Write(h.bw)
+		h.bw.WriteString("\r\n")
+	}
+	return n, h.bw.Flush()
+}
+
+// copyBody copies a response body, flushing to the client whenever the
+// application has nothing more buffered, so that streamed responses
+// (server-sent events, long polls) reach the client as they come and a
+// small response leaves in one write.
+func (h *http1Conn) copyBody(w io.Writer, body io.Reader) (int64, error) {
+	bp := l7Bufs.Get().(*[]byte)
+	defer l7Bufs.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		if h.ubr.Buffered() == 0 {
+			if err := h.bw.Flush(); err != nil {
+				return total, err
+			}
+		}
+	}
+}
+
+// switchProtocols answers 101 for an upgrade the application accepted
+// (WebSocket and the like) and then copies bytes both ways until the
+// connection ends.
+func (h *http1Conn) switchProtocols(upgrade string, resp *http.Response) (int, int64, bool) {
+	got := upgradeType(resp.Header)
+	if upgrade == "" || !strings.EqualFold(got, upgrade) {
+		h.writeSimple(http.StatusBadGateway, "", true)
+		return http.StatusBadGateway, 0, false
+	}
+	removeHopHeaders(resp.Header)
+	resp.Header.Set("Connection", "Upgrade")
+	resp.Header.Set("Upgrade", got)
+	h.writeHead(resp.Status, resp.Header, false)
+	if err := h.bw.Flush(); err != nil {
+		return http.StatusSwitchingProtocols, 0, false
+	}
+	// Bytes either side sent right behind the heads go first.
+	if n := h.br.Buffered(); n > 0 {
+		b, _ := h.br.Peek(n)
+		h.up.Write(b)
+		h.br.Discard(n)
+	}
+	if n := h.ubr.Buffered(); n > 0 {
+		b, _ := h.ubr.Peek(n)
+		h.c.Write(b)
+		h.out += int64(n)
+		h.ubr.Discard(n)
+	}
+	up, down, _ := splice(h.c, h.up)
+	h.in += up
+	h.out += down
+	return http.StatusSwitchingProtocols, down, false
+}
+
+// writeHead writes a status line and header block to the client buffer.
+func (h *http1Conn) writeHead(status string, header http.Header, close bool) {
+	h.bw.WriteString("HTTP/1.1 ")
+	h.bw.WriteString(status)
+	h.bw.WriteString("\r\n")
+	if close {
+		h.bw.WriteString("Connection: close\r\n")
+	}
+	header.Write(h.bw)
+	h.bw.WriteString("\r\n")
+}
+
+// writeSimple answers with a plain-text body the proxy made itself.
+func (h *http1Conn) writeSimple(status int, text string, close bool) {
+	hdr := http.Header{"Content-Length": {strconv.Itoa(len(text))}}
+	if text != "" {
+		hdr["Content-Type"] = []string{"text/plain"}
+	}
+	h.writeHead(strconv.Itoa(status)+" "+http.StatusText(status), hdr, close)
+	h.bw.WriteString(text)
+	h.bw.Flush()
+}
+
+// setForwarded sets the forwarding headers, replacing any the client
+// sent except that X-Forwarded-For is appended to, as Envoy does:
+// X-Forwarded-For/-Host/-Proto, and X-Forwarded-Client-Cert with the
+// verified principals of an mTLS peer.
+func (h *http1Conn) setForwarded(req *http.Request) {
+	ip := h.conn.Source.Addr().String()
+	if prior := req.Header["X-Forwarded-For"]; len(prior) > 0 {
+		ip = strings.Join(prior, ", ") + ", " + ip
+	}
+	req.Header["X-Forwarded-For"] = []string{ip}
+	req.Header["X-Forwarded-Host"] = []string{req.Host}
+	req.Header["X-Forwarded-Proto"] = []string{"http"}
+	delete(req.Header, "X-Forwarded-Client-Cert")
+	if h.conn.SourcePrincipal != "" {
+		req.Header["X-Forwarded-Client-Cert"] = []string{"By=" + h.rec.DestinationPrincipal + ";URI=" + h.conn.SourcePrincipal}
+	}
+}
+
+// upgradeType returns the protocol a message asks to switch to, or "".
+func upgradeType(h http.Header) string {
+	if !httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
+		return ""
+	}
+	return h.Get("Upgrade")
+}
+
+// removeHopHeaders deletes the hop-by-hop headers, those the Connection
+// header names first.
+func removeHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		if name == "Te" && httpguts.HeaderValuesContainsToken(h["Te"], "trailers") {
+			h["Te"] = []string{"trailers"} // the one value that may pass (gRPC)
+			continue
+		}
+		delete(h, name)
+	}
+}
+
+// serveH2C serves prior-knowledge HTTP/2 with net/http's server. On a
+// tunnel, whose stream has no deadlines, through a net.Pipe bridge.
+func (p *Proxy) serveH2C(ws *workloadState, c halfConn, br *bufio.Reader, conn Connection, rec Record) {
+	bc := &bufferedConn{halfConn: c, r: br}
+	if t, ok := c.(*tunnelConn); ok {
+		p.serveStreamHTTP(ws, t, bc, conn, rec)
+		return
+	}
+	p.serveHTTP(ws, bc, conn, rec)
+}
+
+// bufferedConn reads through the buffer that already holds the first
+// bytes of the connection.
+type bufferedConn struct {
+	halfConn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// readCounter and writeCounter count a connection's bytes.
+type readCounter struct {
+	r io.Reader
+	n *int64
+}
+
+func (c readCounter) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	*c.n += int64(n)
+	return n, err
+}
+
+type writeCounter struct {
+	w io.Writer
+	n *int64
+}
+
+func (c writeCounter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	*c.n += int64(n)
+	return n, err
+}
