@@ -316,3 +316,35 @@ func TestOpenHonoursContext(t *testing.T) {
 		t.Fatalf("Open = %v, want the context's deadline", err)
 	}
 }
+
+// TestCompleteAnswerBeforeRequestEnds: a server that sent everything and
+// ends the stream while the client is still sending (an HTTP response
+// before the whole request) resets with NO_ERROR; the client still reads
+// the whole answer, and only its writes stop.
+func TestCompleteAnswerBeforeRequestEnds(t *testing.T) {
+	c := serve(t, hbone.Config{Handler: func(s *hbone.Stream) {
+		s.Respond(http.StatusOK)
+		s.Write([]byte("the whole answer"))
+		s.CloseWrite()
+	}})
+	s, err := c.Open(context.Background(), "10.0.0.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := io.ReadAll(s)
+	if err != nil || string(got) != "the whole answer" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := s.Write([]byte("more request"))
+		if re, ok := errors.AsType[*hbone.ResetError](err); ok && re.Code == http2.ErrCodeNo {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("write after the server finished: %v, want a NO_ERROR reset", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

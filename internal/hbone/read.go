@@ -252,7 +252,7 @@ func (c *Conn) onReset(f *http2.RSTStreamFrame) {
 	s := c.streams[f.StreamID]
 	c.mu.Unlock()
 	if s != nil {
-		s.abort(&ResetError{Code: f.ErrCode})
+		s.peerReset(f.ErrCode)
 	}
 }
 

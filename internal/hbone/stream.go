@@ -30,8 +30,9 @@ type Stream struct {
 
 	// Send side, under c.mu.
 	sendWin int64
-	sentEnd bool // END_STREAM sent, or the stream can no longer send
-	dead    bool // aborted
+	sentEnd bool  // END_STREAM sent, or the stream can no longer send
+	dead    bool  // aborted
+	stopped error // the peer ended its side and asked this one to stop sending
 
 	// Receive side, under mu.
 	mu          sync.Mutex
@@ -129,6 +130,9 @@ func (s *Stream) Write(b []byte) (int, error) {
 			c.sendCond.Wait()
 		}
 		switch {
+		case s.stopped != nil:
+			c.mu.Unlock()
+			return written, s.stopped
 		case s.dead || c.err != nil:
 			c.mu.Unlock()
 			return written, s.err()
@@ -197,18 +201,47 @@ func (s *Stream) CloseWrite() error {
 	return err
 }
 
-// Close aborts the stream (RST_STREAM CANCEL) unless both directions
-// already ended; further reads and writes fail.
+// Close ends the stream unless both directions already ended; further
+// reads and writes fail. If this side sent all it had (CloseWrite) and
+// the peer is still sending, the peer is asked to stop with RST_STREAM
+// NO_ERROR, which leaves it what it received: a complete HTTP response
+// before the whole request, as RFC 9113 8.1 allows. Otherwise the stream
+// is aborted with RST_STREAM CANCEL.
 func (s *Stream) Close() error {
 	c := s.c
 	c.mu.Lock()
 	live := c.streams[s.id] == s
+	code := http2.ErrCodeCancel
+	if s.sentEnd && !s.dead {
+		code = http2.ErrCodeNo
+	}
 	c.mu.Unlock()
 	if live {
-		c.resetStream(s.id, http2.ErrCodeCancel)
+		c.resetStream(s.id, code)
 	}
 	s.abort(errClosed)
 	return nil
+}
+
+// peerReset takes the peer's RST_STREAM. NO_ERROR after the peer's
+// END_STREAM only stops this side's sending: what was received stays
+// readable.
+func (s *Stream) peerReset(code http2.ErrCode) {
+	s.mu.Lock()
+	ended := s.recvEnd
+	s.mu.Unlock()
+	if code != http2.ErrCodeNo || !ended {
+		s.abort(&ResetError{Code: code})
+		return
+	}
+	c := s.c
+	c.mu.Lock()
+	s.stopped = &ResetError{Code: code}
+	s.sentEnd = true
+	c.forgetLocked(s)
+	c.sendCond.Broadcast()
+	c.mu.Unlock()
+	s.answer.Do(func() { close(s.answered) })
 }
 
 // err is the error reads and writes of an aborted stream return.

@@ -148,7 +148,11 @@ func (h *http1Conn) serveRequest(req *http.Request) bool {
 	rec.forwarded = false
 	retryable := req.Body == http.NoBody
 	body := &countingBody{ReadCloser: req.Body}
-	req.Body = body
+	if !retryable {
+		// Not NoBody itself, which Request.Write must recognise: a
+		// body it cannot size it probes with a goroutine and a timer.
+		req.Body = body
+	}
 	keep := !req.Close
 	if !d.Allow {
 		status, text := d.httpAnswer()
