@@ -134,6 +134,14 @@ func (h *http1Conn) done() {
 // connection goes on.
 func (h *http1Conn) serveRequest(req *http.Request) bool {
 	start := time.Now()
+	if status := checkTarget(req); status != 0 {
+		h.writeSimple(status, http.StatusText(status), true)
+		rec := h.rec
+		rec.Kind, rec.Start, rec.Method, rec.Status = RecordRequest, start, req.Method, status
+		rec.Reason = "request target " + strconv.Quote(req.RequestURI) + " not served"
+		h.p.finish(rec, start)
+		return false
+	}
 	path, query := splitTarget(req)
 	d := h.p.authz.request(Request{Connection: h.conn, Method: req.Method, Host: req.Host, Path: path, Query: query, Header: req.Header})
 	if d.Allow && d.Path != "" && d.Path != path {
@@ -169,6 +177,34 @@ func (h *http1Conn) serveRequest(req *http.Request) bool {
 	rec.BytesReceived = body.n.Load()
 	h.p.finish(rec, start)
 	return keep
+}
+
+// checkTarget returns 0 for the request targets whose path the
+// application will see as the authorizer saw it: origin form ("/..."),
+// absolute form with an http or https URL (forwarded in origin form, "/"
+// for an empty path) and "*" for OPTIONS. Otherwise it returns the status
+// to refuse the request with, before authorization: 405 for CONNECT
+// (tunnels are not forwarded on inspected ports, as Envoy's default), 400
+// for the rest, whose path would be "" to the authorizer and "/" to the
+// application.
+func checkTarget(req *http.Request) int {
+	u := req.URL
+	switch {
+	case req.Method == http.MethodConnect:
+		return http.StatusMethodNotAllowed
+	case req.RequestURI == "*":
+		if req.Method != http.MethodOptions {
+			return http.StatusBadRequest
+		}
+	case strings.HasPrefix(req.RequestURI, "/"):
+	case (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Opaque == "":
+		if u.Path == "" {
+			u.Path, u.RawPath = "/", ""
+		}
+	default:
+		return http.StatusBadRequest
+	}
+	return 0
 }
 
 // discard reads away a denied request's body, reporting whether the
