@@ -16,15 +16,21 @@
  * the datapath never has to trust an ifindex lookup that could go stale when
  * interface indexes are reused. All maps are shared and pinned.
  *
- * Per packet: parse -> conntrack lookup (forward, then reverse) -> on a miss,
- * policy lookup for the peer identity, its CIDR classes and the wildcards ->
- * verdict -> conntrack create -> counters -> flow event.
+ * Per packet: parse -> decide (conntrack lookup, forward and reverse; on a
+ * miss, policy lookup for the peer identity, its CIDR classes and the
+ * wildcards -> verdict) -> commit (conntrack refresh or create, counters,
+ * flow event). A packet that from_endpoint allows and whose destination is
+ * another local endpoint is then decided again, by the same code, for the
+ * destination's ingress, and delivered straight into the destination's
+ * namespace with bpf_redirect_peer (deliver_local) instead of through the
+ * host's forwarding path and to_endpoint.
  *
  * docs/datapath.md is the reference for the map layouts and semantics.
  */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -100,6 +106,17 @@ struct {
 	__uint(max_entries, 65536);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } endpoints SEC(".maps");
+
+/* Sized for two addresses (IPv4 and IPv6) of each of the 64 Ki endpoints;
+ * not preallocated, since a node has far fewer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct endpoint_addr_key);
+	__type(value, struct endpoint_addr);
+	__uint(max_entries, 128 * 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} endpoint_addrs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -180,7 +197,8 @@ struct packet {
 	__be16 inner_sport;
 	__be16 inner_dport;
 	__u8 inner_proto;
-	__u8 pad2[3];
+	__u8 fragmented;    /* any fragment, first or later: never delivered locally */
+	__u8 pad2[2];
 };
 
 static __always_inline void stat_inc(__u32 idx)
@@ -395,6 +413,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *p)
 
 	__u16 frag = (__u16)iph[6] << 8 | iph[7];
 	if (frag & 0x3fff) {
+		p->fragmented = 1;
 		p->frag_id = (__u32)iph[4] << 8 | iph[5];
 		if (frag & 0x1fff) {
 			frag_later(p);
@@ -450,6 +469,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
 				return PARSE_INVALID;
 			nexthdr = eh[0];
 			off += 8;
+			p->fragmented = 1;
 			p->frag_id = (__u32)eh[4] << 24 | (__u32)eh[5] << 16 | (__u32)eh[6] << 8 | eh[7];
 			if ((((__u16)eh[2] << 8) | eh[3]) & 0xfff8) {
 				p->proto = nexthdr;
@@ -639,10 +659,10 @@ static __always_inline void policy_collect(struct policy_result *r, struct polic
  * type/code for ICMP); the wildcard-protocol lookup includes it only for
  * protocols with ports, so ICMP matches only "any port" wildcard entries. */
 static __always_inline void policy_lookup_peer(struct policy_result *r, struct packet *p,
-					       __u8 dir, __u32 peer, __u32 skip)
+					       __u16 ep, __u8 dir, __u32 peer, __u32 skip)
 {
 	struct policy_key k = {
-		.endpoint = endpoint_id,
+		.endpoint = ep,
 		.direction = dir,
 		.peer = peer,
 	};
@@ -674,22 +694,37 @@ static __always_inline void policy_lookup_peer(struct policy_result *r, struct p
 	policy_collect(r, &k);
 }
 
-/* policy_lookup is a global function for the same reason as parse. skip
- * holds the endpoint's lookup_skip bits for dir: lookups of a kind the
- * endpoint has no rows of would miss, so they are left out. */
-__attribute__((noinline)) int policy_lookup(struct policy_result *r, struct packet *p, __u8 dir,
-					    __u32 peer_id, __u32 skip)
+/* Whose policy a lookup reads. The endpoint is an argument rather than the
+ * program's endpoint_id because from_endpoint also decides for the
+ * destination endpoint of the packets it delivers locally. */
+struct policy_query {
+	__u32 peer_id;
+	__u32 skip;     /* the endpoint's lookup_skip bits for dir */
+	__u16 endpoint;
+	__u8 dir;
+	__u8 pad;
+};
+
+/* policy_lookup is a global function for the same reason as parse. q->skip
+ * holds the endpoint's lookup_skip bits for the direction: lookups of a
+ * kind the endpoint has no rows of would miss, so they are left out. */
+__attribute__((noinline)) int policy_lookup(struct policy_result *r, struct packet *p,
+					    struct policy_query *q)
 {
-	if (!r || !p)
+	if (!r || !p || !q)
 		return 0;
+	__u8 dir = q->dir;
+	__u16 ep = q->endpoint;
+	__u32 peer_id = q->peer_id;
+	__u32 skip = q->skip;
 	const __u8 *peer_addr = dir == DIR_EGRESS ? p->daddr : p->saddr;
 
-	policy_lookup_peer(r, p, dir, peer_id, skip);
+	policy_lookup_peer(r, p, ep, dir, peer_id, skip);
 
 	if (!(skip & SKIP_CIDR)) {
 		struct cidr_key ck = {
 			.prefixlen = 32 + (p->family == FAMILY_IPV4 ? 32 : 128),
-			.endpoint = endpoint_id,
+			.endpoint = ep,
 			.direction = dir,
 			.family = p->family,
 		};
@@ -699,38 +734,38 @@ __attribute__((noinline)) int policy_lookup(struct policy_result *r, struct pack
 			__u32 class_any = cv->class_any;
 			__u32 class_world = cv->class_world;
 			if (class_any)
-				policy_lookup_peer(r, p, dir, class_any | IDENTITY_CIDR_CLASS_FLAG, skip);
+				policy_lookup_peer(r, p, ep, dir, class_any | IDENTITY_CIDR_CLASS_FLAG, skip);
 			if (class_world && identity_is_world_or_cidr(peer_id))
-				policy_lookup_peer(r, p, dir, class_world | IDENTITY_CIDR_CLASS_FLAG, skip);
+				policy_lookup_peer(r, p, ep, dir, class_world | IDENTITY_CIDR_CLASS_FLAG, skip);
 		}
 	}
 
 	if (!(skip & SKIP_ANY_PEER))
-		policy_lookup_peer(r, p, dir, IDENTITY_UNKNOWN, skip);
+		policy_lookup_peer(r, p, ep, dir, IDENTITY_UNKNOWN, skip);
 	return 0;
 }
 
 /* ---- conntrack -------------------------------------------------------- */
 
-static __always_inline void ct_key_fwd(struct ct_key *k, struct packet *p, __u8 dir)
+static __always_inline void ct_key_fwd(struct ct_key *k, struct packet *p, __u16 ep, __u8 dir)
 {
 	__builtin_memcpy(k->saddr, p->saddr, 16);
 	__builtin_memcpy(k->daddr, p->daddr, 16);
 	k->sport = p->sport;
 	k->dport = p->dport;
-	k->endpoint = endpoint_id;
+	k->endpoint = ep;
 	k->proto = p->proto;
 	k->direction = dir;
 	k->family = p->family;
 }
 
-static __always_inline void ct_key_rev(struct ct_key *k, struct packet *p, __u8 dir)
+static __always_inline void ct_key_rev(struct ct_key *k, struct packet *p, __u16 ep, __u8 dir)
 {
 	__builtin_memcpy(k->saddr, p->daddr, 16);
 	__builtin_memcpy(k->daddr, p->saddr, 16);
 	k->sport = p->dport;
 	k->dport = p->sport;
-	k->endpoint = endpoint_id;
+	k->endpoint = ep;
 	k->proto = p->proto;
 	k->direction = dir ^ 1;
 	k->family = p->family;
@@ -822,10 +857,10 @@ static __always_inline void ct_refresh(struct ct_entry *e, struct packet *p, str
 
 /* ---- accounting and events -------------------------------------------- */
 
-static __always_inline void count(__u8 dir, __u8 verdict, __u8 reason, __u32 len)
+static __always_inline void count(__u16 ep, __u8 dir, __u8 verdict, __u8 reason, __u32 len)
 {
 	struct counter_key k = {
-		.endpoint = endpoint_id,
+		.endpoint = ep,
 		.direction = dir,
 		.verdict = verdict,
 		.reason = reason,
@@ -885,9 +920,28 @@ struct verdict_info {
 	__u8 ct_status;
 };
 
-static __always_inline void emit(struct __sk_buff *skb, struct packet *p, __u8 dir,
-				 struct verdict_info *vi, struct settings *cfg, __u64 now)
+/* What decide found for one endpoint and direction, and what commit has to
+ * write for it. Splitting the two lets from_endpoint decide for the
+ * destination of a packet it may deliver locally and, when it does not,
+ * leave the packet to the destination's own to_endpoint with nothing
+ * written: decide writes nothing that a second decide for the same packet
+ * would not find or do again (it may delete an expired entry, or a closing
+ * one that a SYN reopens). */
+struct decision {
+	struct verdict_info vi;
+	struct ct_entry *e; /* the packet's live entry, refreshed by commit */
+	__u32 ifindex;      /* endpoint_info.ifindex; 0 without configuration */
+	__u16 endpoint;
+	__u8 dir;
+	__u8 reply;         /* e is refreshed as the reverse direction */
+	__u8 create;        /* commit creates an entry under the forward key */
+	__u8 silent;        /* no event: ARP, neighbour discovery */
+};
+
+static __always_inline void emit(struct __sk_buff *skb, struct packet *p, struct decision *d,
+				 struct settings *cfg, __u64 now)
 {
+	struct verdict_info *vi = &d->vi;
 	__u8 level = cfg ? cfg->events_level : EVENTS_DEFAULT;
 	int is_drop = vi->verdict == VERDICT_DROPPED || vi->verdict == VERDICT_AUDIT;
 
@@ -916,7 +970,7 @@ static __always_inline void emit(struct __sk_buff *skb, struct packet *p, __u8 d
 		return;
 	}
 	e->timestamp = now;
-	if (dir == DIR_EGRESS) {
+	if (d->dir == DIR_EGRESS) {
 		e->src_identity = vi->local_id;
 		e->dst_identity = vi->peer_id;
 	} else {
@@ -925,7 +979,7 @@ static __always_inline void emit(struct __sk_buff *skb, struct packet *p, __u8 d
 	}
 	e->rule_id = vi->rule_id;
 	e->length = skb->len;
-	e->endpoint = endpoint_id;
+	e->endpoint = d->endpoint;
 	if (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) {
 		e->sport = bpf_ntohs(p->sport ? p->sport : p->dport);
 		e->dport = p->policy_port;
@@ -934,7 +988,7 @@ static __always_inline void emit(struct __sk_buff *skb, struct packet *p, __u8 d
 		e->dport = bpf_ntohs(p->dport);
 	}
 	e->proxy_port = vi->proxy_port;
-	e->direction = dir;
+	e->direction = d->dir;
 	e->verdict = vi->verdict;
 	e->reason = vi->reason;
 	e->family = p->family;
@@ -957,41 +1011,47 @@ static __always_inline void emit(struct __sk_buff *skb, struct packet *p, __u8 d
 
 /* ---- main ------------------------------------------------------------- */
 
-static __always_inline int decide(struct __sk_buff *skb, __u8 dir, struct packet *pp,
-				  struct verdict_info *vip, struct settings *cfg, __u64 now)
+/* decide takes the decision of endpoint d->endpoint, in direction d->dir,
+ * about the packet parse found (rc, p): the verdict, and in d what commit
+ * must write. It is the one decision path: from_endpoint runs it for its
+ * own endpoint's egress and, for a packet it delivers locally, for the
+ * destination's ingress; to_endpoint for its own endpoint's ingress. It is
+ * a function of its own (not inlined) so that from_endpoint's two calls
+ * share one copy and their stack frames do not add up past the 512-byte
+ * limit; it is static, not global, because it hands back a pointer to the
+ * conntrack entry in d, which a global function may not. */
+static __attribute__((noinline)) void decide(int rc, struct packet *p, struct decision *d, __u64 now)
 {
-	struct packet p = {};
-	struct verdict_info vi = {};
-	__u32 len = skb->len;
-	int silent = 0;
+	struct verdict_info *vi = &d->vi;
+	__u16 ep = d->endpoint;
+	__u8 dir = d->dir;
 
-	__u16 ep = endpoint_id;
 	struct endpoint_info *info = bpf_map_lookup_elem(&endpoints, &ep);
 	__u32 ep_flags = 0, skip = 0;
 	if (info) {
-		vi.local_id = info->identity;
+		vi->local_id = info->identity;
 		ep_flags = info->flags;
 		skip = info->skip;
+		d->ifindex = info->ifindex;
 	}
 
-	int rc = parse(skb, &p);
 	if (rc == PARSE_PASS) {
-		vi.verdict = VERDICT_FORWARDED;
-		silent = 1;
-		goto out;
+		vi->verdict = VERDICT_FORWARDED;
+		d->silent = 1;
+		return;
 	}
 	if (rc != PARSE_OK) {
-		vi.verdict = VERDICT_DROPPED;
-		vi.reason = rc == PARSE_UNSUPPORTED ? REASON_UNSUPPORTED_L3 : REASON_INVALID;
-		goto out;
+		vi->verdict = VERDICT_DROPPED;
+		vi->reason = rc == PARSE_UNSUPPORTED ? REASON_UNSUPPORTED_L3 : REASON_INVALID;
+		return;
 	}
 
-	__u8 *peer_addr = dir == DIR_EGRESS ? p.daddr : p.saddr;
+	__u8 *peer_addr = dir == DIR_EGRESS ? p->daddr : p->saddr;
 	if (!info) {
-		vi.peer_id = lookup_identity(&p, peer_addr);
-		vi.verdict = VERDICT_DROPPED;
-		vi.reason = REASON_NO_ENDPOINT;
-		goto out;
+		vi->peer_id = lookup_identity(p, peer_addr);
+		vi->verdict = VERDICT_DROPPED;
+		vi->reason = REASON_NO_ENDPOINT;
+		return;
 	}
 
 	/* Conntrack: the forward key (a packet in the direction that opened
@@ -1005,19 +1065,19 @@ static __always_inline int decide(struct __sk_buff *skb, __u8 dir, struct packet
 	struct ct_key key = {};
 	struct ct_key rkey = {};
 	struct ct_entry *e;
-	if (!p.fragment) {
-		int reply_first = bpf_ntohs(p.sport) < bpf_ntohs(p.dport) &&
-				  !(p.proto == IPPROTO_TCP && (p.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN);
+	if (!p->fragment) {
+		int reply_first = bpf_ntohs(p->sport) < bpf_ntohs(p->dport) &&
+				  !(p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN);
 		if (reply_first) {
-			ct_key_rev(&rkey, &p, dir);
+			ct_key_rev(&rkey, p, ep, dir);
 			e = ct_lookup(&rkey, now);
 			if (e)
 				goto reply;
 		}
 
-		ct_key_fwd(&key, &p, dir);
+		ct_key_fwd(&key, p, ep, dir);
 		e = ct_lookup(&key, now);
-		if (e && p.proto == IPPROTO_TCP && (p.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+		if (e && p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
 		    e->tcp_state == CT_TCP_CLOSING) {
 			/* Port reuse after close: re-check policy. */
 			bpf_map_delete_elem(&conntrack, &key);
@@ -1026,158 +1086,269 @@ static __always_inline int decide(struct __sk_buff *skb, __u8 dir, struct packet
 		/* A tracked packet takes its peer's identity from the entry,
 		 * saving the ipcache lookup on every established packet. */
 		if (e) {
-			ct_refresh(e, &p, cfg, now, len, 0);
-			vi.ct_status = CT_ESTABLISHED;
-			vi.peer_id = e->peer_identity;
-			vi.rule_id = e->rule_id;
+			d->e = e;
+			vi->ct_status = CT_ESTABLISHED;
+			vi->peer_id = e->peer_identity;
+			vi->rule_id = e->rule_id;
 			/* An audited connection was reported once, when it
 			 * opened; its later packets count as forwarded. */
-			vi.verdict = VERDICT_FORWARDED;
+			vi->verdict = VERDICT_FORWARDED;
 			if (e->flags & CT_FLAG_REDIRECT) {
-				vi.verdict = VERDICT_REDIRECTED;
-				vi.proxy_port = e->proxy_port;
-				skb->mark = MARK_MAGIC_TO_PROXY | ((__u32)e->proxy_port << 16);
+				vi->verdict = VERDICT_REDIRECTED;
+				vi->proxy_port = e->proxy_port;
 			}
-			goto out;
+			return;
 		}
 
 		if (!reply_first) {
-			ct_key_rev(&rkey, &p, dir);
+			ct_key_rev(&rkey, p, ep, dir);
 			e = ct_lookup(&rkey, now);
 			if (e) {
 			reply:
-				ct_refresh(e, &p, cfg, now, len, 1);
-				vi.ct_status = CT_REPLY;
-				vi.peer_id = e->peer_identity;
-				vi.rule_id = e->rule_id;
-				vi.verdict = VERDICT_FORWARDED;
-				goto out;
+				d->e = e;
+				d->reply = 1;
+				vi->ct_status = CT_REPLY;
+				vi->peer_id = e->peer_identity;
+				vi->rule_id = e->rule_id;
+				vi->verdict = VERDICT_FORWARDED;
+				return;
 			}
 		}
 
-		if (p.icmp_error) {
+		if (p->icmp_error) {
 			/* The quoted packet travelled the other way: either it
 			 * opened a connection in the opposite direction, or it
-			 * was a reply on one opened in this direction. */
-			struct ct_key ik = {};
-			__builtin_memcpy(ik.saddr, p.daddr, 16);
-			__builtin_memcpy(ik.daddr, p.saddr, 16);
-			ik.sport = p.inner_sport;
-			ik.dport = p.inner_dport;
-			ik.endpoint = endpoint_id;
-			ik.proto = p.inner_proto;
-			ik.direction = dir ^ 1;
-			ik.family = p.family;
-			e = ct_lookup(&ik, now);
+			 * was a reply on one opened in this direction. rkey is
+			 * reused for its keys to keep the stack frame small. */
+			struct ct_key *ik = &rkey;
+			__builtin_memcpy(ik->saddr, p->daddr, 16);
+			__builtin_memcpy(ik->daddr, p->saddr, 16);
+			ik->sport = p->inner_sport;
+			ik->dport = p->inner_dport;
+			ik->endpoint = ep;
+			ik->proto = p->inner_proto;
+			ik->direction = dir ^ 1;
+			ik->family = p->family;
+			e = ct_lookup(ik, now);
 			if (!e) {
-				__builtin_memcpy(ik.saddr, p.saddr, 16);
-				__builtin_memcpy(ik.daddr, p.daddr, 16);
-				ik.sport = p.inner_dport;
-				ik.dport = p.inner_sport;
-				ik.direction = dir;
-				e = ct_lookup(&ik, now);
+				__builtin_memcpy(ik->saddr, p->saddr, 16);
+				__builtin_memcpy(ik->daddr, p->daddr, 16);
+				ik->sport = p->inner_dport;
+				ik->dport = p->inner_sport;
+				ik->direction = dir;
+				e = ct_lookup(ik, now);
 			}
 			if (e) {
-				vi.ct_status = CT_RELATED;
-				vi.peer_id = lookup_identity(&p, peer_addr);
-				vi.rule_id = e->rule_id;
-				vi.verdict = VERDICT_FORWARDED;
-				goto out;
+				vi->ct_status = CT_RELATED;
+				vi->peer_id = lookup_identity(p, peer_addr);
+				vi->rule_id = e->rule_id;
+				vi->verdict = VERDICT_FORWARDED;
+				return;
 			}
 		}
 	}
 
 	/* New flow (or an ICMP error, a fragment): policy. */
-	vi.peer_id = lookup_identity(&p, peer_addr);
+	vi->peer_id = lookup_identity(p, peer_addr);
 	struct policy_result r = {};
-	if (dir == DIR_EGRESS)
-		skip >>= SKIP_EGRESS_SHIFT;
-	policy_lookup(&r, &p, dir, vi.peer_id, skip);
+	struct policy_query q = {
+		.peer_id = vi->peer_id,
+		.skip = dir == DIR_EGRESS ? skip >> SKIP_EGRESS_SHIFT : skip,
+		.endpoint = ep,
+		.dir = dir,
+	};
+	policy_lookup(&r, p, &q);
 
 	int enforced = ep_flags & (dir == DIR_EGRESS ? EP_EGRESS_ENFORCED : EP_INGRESS_ENFORCED);
-	vi.ct_status = CT_NEW;
+	vi->ct_status = CT_NEW;
 	if (r.deny.verdict) {
-		vi.verdict = VERDICT_DROPPED;
-		vi.reason = REASON_POLICY_DENIED;
-		vi.rule_id = r.deny.rule_id;
+		vi->verdict = VERDICT_DROPPED;
+		vi->reason = REASON_POLICY_DENIED;
+		vi->rule_id = r.deny.rule_id;
 	} else if (r.redirect.verdict) {
-		vi.verdict = VERDICT_REDIRECTED;
-		vi.rule_id = r.redirect.rule_id;
-		vi.proxy_port = r.redirect.proxy_port;
+		vi->verdict = VERDICT_REDIRECTED;
+		vi->rule_id = r.redirect.rule_id;
+		vi->proxy_port = r.redirect.proxy_port;
 	} else if (r.allow.verdict) {
-		vi.verdict = VERDICT_FORWARDED;
-		vi.rule_id = r.allow.rule_id;
+		vi->verdict = VERDICT_FORWARDED;
+		vi->rule_id = r.allow.rule_id;
 	} else if (enforced) {
-		vi.verdict = VERDICT_DROPPED;
-		vi.reason = REASON_DEFAULT_DENY;
+		vi->verdict = VERDICT_DROPPED;
+		vi->reason = REASON_DEFAULT_DENY;
 	} else {
-		vi.verdict = VERDICT_FORWARDED;
+		vi->verdict = VERDICT_FORWARDED;
 	}
 
 	/* Packets that cannot open a connection. */
 	int opens = 1;
-	if (p.fragment || p.icmp_error)
+	if (p->fragment || p->icmp_error)
 		opens = 0;
-	else if (p.proto == IPPROTO_TCP) {
-		if (p.tcp_flags & (TCP_RST | TCP_FIN))
+	else if (p->proto == IPPROTO_TCP) {
+		if (p->tcp_flags & (TCP_RST | TCP_FIN))
 			opens = 0;
-		else if ((p.tcp_flags & (TCP_SYN | TCP_ACK)) != TCP_SYN && vi.reason == REASON_DEFAULT_DENY)
-			vi.reason = REASON_CT_NO_ENTRY;
-	} else if (p.proto == IPPROTO_ICMP || p.proto == IPPROTO_ICMPV6) {
-		if (!is_icmp_echo_request(p.proto, p.icmp_type)) {
+		else if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) != TCP_SYN && vi->reason == REASON_DEFAULT_DENY)
+			vi->reason = REASON_CT_NO_ENTRY;
+	} else if (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) {
+		if (!is_icmp_echo_request(p->proto, p->icmp_type)) {
 			opens = 0;
-			if (is_icmp_echo_reply(p.proto, p.icmp_type) && vi.reason == REASON_DEFAULT_DENY)
-				vi.reason = REASON_CT_NO_ENTRY;
+			if (is_icmp_echo_reply(p->proto, p->icmp_type) && vi->reason == REASON_DEFAULT_DENY)
+				vi->reason = REASON_CT_NO_ENTRY;
 		}
 	}
 
-	if (vi.verdict == VERDICT_DROPPED && (ep_flags & EP_AUDIT))
-		vi.verdict = VERDICT_AUDIT;
+	if (vi->verdict == VERDICT_DROPPED && (ep_flags & EP_AUDIT))
+		vi->verdict = VERDICT_AUDIT;
 
-	if (vi.verdict == VERDICT_REDIRECTED)
-		skb->mark = MARK_MAGIC_TO_PROXY | ((__u32)vi.proxy_port << 16);
+	d->create = opens && vi->verdict != VERDICT_DROPPED;
+}
 
-	if (opens && vi.verdict != VERDICT_DROPPED) {
+/* commit writes what decide decided: the conntrack refresh or new entry,
+ * the proxy mark, the endpoint's counters and the flow event. Counting and
+ * emission live here once rather than at every decision point, which keeps
+ * the programs and their verification small; commit is not inlined because
+ * from_endpoint calls it from four places. */
+static __attribute__((noinline)) void commit(struct __sk_buff *skb, struct packet *p,
+					     struct decision *d, struct settings *cfg, __u64 now)
+{
+	struct verdict_info *vi = &d->vi;
+	__u32 len = skb->len;
+
+	if (d->e)
+		ct_refresh(d->e, p, cfg, now, len, d->reply);
+	if (vi->verdict == VERDICT_REDIRECTED)
+		skb->mark = MARK_MAGIC_TO_PROXY | ((__u32)vi->proxy_port << 16);
+	if (d->create) {
 		struct ct_entry ne = {
 			.created = now,
-			.rule_id = vi.rule_id,
-			.peer_identity = vi.peer_id,
-			.proxy_port = vi.proxy_port,
+			.rule_id = vi->rule_id,
+			.peer_identity = vi->peer_id,
+			.proxy_port = vi->proxy_port,
 		};
-		if (vi.verdict == VERDICT_AUDIT)
+		if (vi->verdict == VERDICT_AUDIT)
 			ne.flags |= CT_FLAG_AUDIT;
-		if (vi.verdict == VERDICT_REDIRECTED)
+		if (vi->verdict == VERDICT_REDIRECTED)
 			ne.flags |= CT_FLAG_REDIRECT;
-		if (p.proto == IPPROTO_TCP)
-			ne.tcp_state = (p.tcp_flags & TCP_SYN) ? CT_TCP_SYN_SENT : CT_TCP_ESTABLISHED;
+		if (p->proto == IPPROTO_TCP)
+			ne.tcp_state = (p->tcp_flags & TCP_SYN) ? CT_TCP_SYN_SENT : CT_TCP_ESTABLISHED;
 		ne.packets_fwd = 1;
 		ne.bytes_fwd = len;
-		ne.expires = now + ct_timeout(cfg, p.proto, ne.tcp_state);
+		ne.expires = now + ct_timeout(cfg, p->proto, ne.tcp_state);
+		struct ct_key key = {};
+		ct_key_fwd(&key, p, d->endpoint, d->dir);
 		if (bpf_map_update_elem(&conntrack, &key, &ne, BPF_ANY) < 0)
 			stat_inc(STAT_CT_CREATE_FAILED);
 	}
+	count(d->endpoint, d->dir, vi->verdict, vi->reason, len);
+	if (!d->silent)
+		emit(skb, p, d, cfg, now);
+}
 
-	out:
-	*pp = p;
-	*vip = vi;
-	return silent;
+/* deliver_local delivers a packet that the source endpoint's egress
+ * allowed straight into the destination endpoint's namespace with
+ * bpf_redirect_peer, as Cilium does between the endpoints of one node: the
+ * host's IP forwarding, neighbour lookup, qdisc and the destination veth's
+ * egress hook are skipped, so to_endpoint never sees the packet, and the
+ * destination's ingress decision is taken here by the same decide(), under
+ * the destination's endpoint id, with its counters and events.
+ *
+ * It acts only where the outcome is the one routing and to_endpoint would
+ * have produced, and otherwise returns RET_NEXT, leaving the packet to the
+ * host with nothing written for the destination:
+ *   - the frame was addressed to the host (PACKET_HOST), as routing
+ *     requires, and is not a fragment (the host may reassemble those);
+ *   - its source is an address of this endpoint (what strict reverse-path
+ *     filtering on the host veth lets through) and its destination one of a
+ *     local endpoint whose delivery row matches its configuration;
+ *   - its TTL or hop limit survives forwarding (otherwise the host sends
+ *     the ICMP error);
+ *   - the destination's verdict is a plain allow or an audit pass: a proxy
+ *     redirect needs its mark seen by the host's routing, and a drop is
+ *     committed here and stays a drop.
+ * The rewrite is what routing would have done: Ethernet source the
+ * destination's host veth, destination the endpoint's interface, TTL or
+ * hop limit decremented (with the IPv4 header checksum). */
+static __always_inline int deliver_local(struct __sk_buff *skb, struct packet *p,
+					 struct settings *cfg, __u64 now)
+{
+	if (p->fragmented || skb->pkt_type != PACKET_HOST)
+		return RET_NEXT;
+
+	struct endpoint_addr_key k = { .family = p->family };
+	__builtin_memcpy(k.addr, p->saddr, 16);
+	struct endpoint_addr *src = bpf_map_lookup_elem(&endpoint_addrs, &k);
+	if (!src || src->endpoint != endpoint_id)
+		return RET_NEXT;
+	__builtin_memcpy(k.addr, p->daddr, 16);
+	struct endpoint_addr *dst = bpf_map_lookup_elem(&endpoint_addrs, &k);
+	if (!dst || !dst->ifindex)
+		return RET_NEXT;
+
+	__u8 *data = (__u8 *)(long)skb->data;
+	__u8 *data_end = (__u8 *)(long)skb->data_end;
+	__u8 *l3 = data + ETH_HLEN;
+	__u8 ttl;
+	if (p->family == FAMILY_IPV4) {
+		if (l3 + 20 > data_end)
+			return RET_NEXT;
+		ttl = l3[8];
+	} else {
+		if (l3 + 40 > data_end)
+			return RET_NEXT;
+		ttl = l3[7];
+	}
+	if (ttl <= 1)
+		return RET_NEXT;
+
+	struct decision d = { .endpoint = dst->endpoint, .dir = DIR_INGRESS };
+	decide(PARSE_OK, p, &d, now);
+	if (d.vi.verdict == VERDICT_REDIRECTED || d.ifindex != dst->ifindex)
+		return RET_NEXT;
+	if (d.vi.verdict == VERDICT_DROPPED) {
+		commit(skb, p, &d, cfg, now);
+		return RET_DROP;
+	}
+
+	/* Map lookups do not move packet data, so the checked pointers hold. */
+	__builtin_memcpy(data, dst->mac, 6);
+	__builtin_memcpy(data + 6, dst->host_mac, 6);
+	if (p->family == FAMILY_IPV4) {
+		__be16 old = *(__be16 *)(l3 + 8);
+		l3[8] = ttl - 1;
+		__be16 new = *(__be16 *)(l3 + 8);
+		/* The header is linear and was just written in place, so the
+		 * helper has nothing to pull or copy and cannot fail; should it,
+		 * the checksum no longer matches and the packet is dropped. */
+		if (bpf_l3_csum_replace(skb, ETH_HLEN + 10, old, new, sizeof(new)) < 0) {
+			d.e = 0;
+			d.create = 0;
+			d.vi.verdict = VERDICT_DROPPED;
+			d.vi.reason = REASON_INVALID;
+			commit(skb, p, &d, cfg, now);
+			return RET_DROP;
+		}
+	} else {
+		l3[7] = ttl - 1;
+	}
+	commit(skb, p, &d, cfg, now);
+	return bpf_redirect_peer(dst->ifindex, 0);
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 {
-	struct packet p;
-	struct verdict_info vi;
+	struct packet p = {};
+	struct decision d = { .endpoint = endpoint_id, .dir = dir };
 	struct settings *cfg = get_config();
 	__u64 now = bpf_ktime_get_boot_ns();
 
-	/* One exit path: counting and event emission are emitted once rather
-	 * than inlined at every decision point, which keeps the program and
-	 * its verification small. */
-	int silent = decide(skb, dir, &p, &vi, cfg, now);
-	count(dir, vi.verdict, vi.reason, skb->len);
-	if (!silent)
-		emit(skb, &p, dir, &vi, cfg, now);
-	return vi.verdict == VERDICT_DROPPED ? RET_DROP : RET_NEXT;
+	int rc = parse(skb, &p);
+	decide(rc, &p, &d, now);
+	commit(skb, &p, &d, cfg, now);
+	if (d.vi.verdict == VERDICT_DROPPED)
+		return RET_DROP;
+	if (dir == DIR_EGRESS && rc == PARSE_OK && !(cfg && cfg->local_redirect_off) &&
+	    (d.vi.verdict == VERDICT_FORWARDED || d.vi.verdict == VERDICT_AUDIT))
+		return deliver_local(skb, &p, cfg, now);
+	return RET_NEXT;
 }
 
 SEC("tcx/ingress")

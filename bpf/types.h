@@ -205,9 +205,29 @@ struct cidr_value {
 
 struct endpoint_info {
 	__u32 identity; /* the endpoint's own security identity */
-	__u32 ifindex;  /* host-side veth, for userspace bookkeeping */
+	__u32 ifindex;  /* host-side veth; local delivery checks endpoint_addr.ifindex against it */
 	__u32 flags;    /* enum endpoint_flags */
 	__u32 skip;     /* enum lookup_skip: lookups that cannot match; 0 = do them all */
+};
+
+/* endpoint_addrs: an address of a local endpoint -> what delivering a packet
+ * straight into the endpoint's namespace takes (bpf_redirect_peer on its
+ * host veth, and the Ethernet addresses routing would have written). It is
+ * a map of its own, not fields of endpoint_info, so that the pinned
+ * endpoints map of an older version stays loadable; a missing row means
+ * the host routes packets to the address, as before local delivery. */
+struct endpoint_addr_key {
+	__u8 addr[16];
+	enum family family;
+	__u8 pad[3];
+};
+
+struct endpoint_addr {
+	__u32 ifindex;      /* host-side veth; its peer is the endpoint's interface */
+	__u16 endpoint;
+	__u8 host_mac[6];   /* the host veth's MAC: Ethernet source after routing */
+	__u8 mac[6];        /* the endpoint interface's MAC: Ethernet destination */
+	__u8 pad[2];
 };
 
 /* conntrack key: the tuple of the packet that opened the connection, as
@@ -307,7 +327,8 @@ struct settings {
 	__u32 events_burst;            /* bucket size, default events_rate */
 	enum event_level events_level;
 	__u8 ct_accounting;            /* count packets and bytes per connection */
-	__u8 pad[2];
+	__u8 local_redirect_off;       /* 1: traffic between local endpoints is routed by the host (no bpf_redirect_peer) */
+	__u8 pad;
 };
 
 /* Per-CPU token bucket for event rate limiting. */

@@ -119,6 +119,22 @@ const (
 	bpfDropReasonREASON_NO_ENDPOINT    bpfDropReason = 6
 )
 
+type bpfEndpointAddr struct {
+	_        structs.HostLayout
+	Ifindex  uint32
+	Endpoint uint16
+	HostMac  [6]uint8
+	Mac      [6]uint8
+	Pad      [2]uint8
+}
+
+type bpfEndpointAddrKey struct {
+	_      structs.HostLayout
+	Addr   [16]uint8
+	Family bpfFamily
+	Pad    [3]uint8
+}
+
 type bpfEndpointFlags uint32
 
 const (
@@ -288,7 +304,8 @@ type bpfSettings struct {
 	EventsBurst           uint32
 	EventsLevel           bpfEventLevel
 	CtAccounting          uint8
-	Pad                   [2]uint8
+	LocalRedirectOff      uint8
+	Pad                   uint8
 }
 
 type bpfStatIndex uint32
@@ -323,6 +340,7 @@ const (
 	bpfMapConfig         = "config"
 	bpfMapConntrack      = "conntrack"
 	bpfMapCounters       = "counters"
+	bpfMapEndpointAddrs  = "endpoint_addrs"
 	bpfMapEndpoints      = "endpoints"
 	bpfMapEventBudget    = "event_budget"
 	bpfMapEvents         = "events"
@@ -393,17 +411,18 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Cidr        *ebpf.MapSpec `ebpf:"cidr"`
-	Config      *ebpf.MapSpec `ebpf:"config"`
-	Conntrack   *ebpf.MapSpec `ebpf:"conntrack"`
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
-	EventBudget *ebpf.MapSpec `ebpf:"event_budget"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Fragments   *ebpf.MapSpec `ebpf:"fragments"`
-	Ipcache     *ebpf.MapSpec `ebpf:"ipcache"`
-	Policy      *ebpf.MapSpec `ebpf:"policy"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	Cidr          *ebpf.MapSpec `ebpf:"cidr"`
+	Config        *ebpf.MapSpec `ebpf:"config"`
+	Conntrack     *ebpf.MapSpec `ebpf:"conntrack"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	EndpointAddrs *ebpf.MapSpec `ebpf:"endpoint_addrs"`
+	Endpoints     *ebpf.MapSpec `ebpf:"endpoints"`
+	EventBudget   *ebpf.MapSpec `ebpf:"event_budget"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Fragments     *ebpf.MapSpec `ebpf:"fragments"`
+	Ipcache       *ebpf.MapSpec `ebpf:"ipcache"`
+	Policy        *ebpf.MapSpec `ebpf:"policy"`
+	Stats         *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -441,17 +460,18 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Cidr        *ebpf.Map `ebpf:"cidr"`
-	Config      *ebpf.Map `ebpf:"config"`
-	Conntrack   *ebpf.Map `ebpf:"conntrack"`
-	Counters    *ebpf.Map `ebpf:"counters"`
-	Endpoints   *ebpf.Map `ebpf:"endpoints"`
-	EventBudget *ebpf.Map `ebpf:"event_budget"`
-	Events      *ebpf.Map `ebpf:"events"`
-	Fragments   *ebpf.Map `ebpf:"fragments"`
-	Ipcache     *ebpf.Map `ebpf:"ipcache"`
-	Policy      *ebpf.Map `ebpf:"policy"`
-	Stats       *ebpf.Map `ebpf:"stats"`
+	Cidr          *ebpf.Map `ebpf:"cidr"`
+	Config        *ebpf.Map `ebpf:"config"`
+	Conntrack     *ebpf.Map `ebpf:"conntrack"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	EndpointAddrs *ebpf.Map `ebpf:"endpoint_addrs"`
+	Endpoints     *ebpf.Map `ebpf:"endpoints"`
+	EventBudget   *ebpf.Map `ebpf:"event_budget"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Fragments     *ebpf.Map `ebpf:"fragments"`
+	Ipcache       *ebpf.Map `ebpf:"ipcache"`
+	Policy        *ebpf.Map `ebpf:"policy"`
+	Stats         *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -460,6 +480,7 @@ func (m *bpfMaps) Close() error {
 		m.Config,
 		m.Conntrack,
 		m.Counters,
+		m.EndpointAddrs,
 		m.Endpoints,
 		m.EventBudget,
 		m.Events,

@@ -107,6 +107,8 @@ func TestLayouts(t *testing.T) {
 		{"counter_key", unsafe.Sizeof(bpfCounterKey{}), 8},
 		{"counter_value", unsafe.Sizeof(bpfCounterValue{}), 16},
 		{"settings", unsafe.Sizeof(bpfSettings{}), 40},
+		{"endpoint_addr_key", unsafe.Sizeof(bpfEndpointAddrKey{}), 20},
+		{"endpoint_addr", unsafe.Sizeof(bpfEndpointAddr{}), 20},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

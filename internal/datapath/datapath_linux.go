@@ -1,6 +1,6 @@
 package datapath
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel -tags linux -cc clang -cflags "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu" -type direction -type family -type reserved_identity -type policy_verdict -type flow_verdict -type drop_reason -type ct_status -type ct_tcp_state -type ct_flags -type endpoint_flags -type lookup_skip -type event_level -type stat_index -type tcx_action -type proxy_mark -type ipcache_key -type ipcache_value -type policy_key -type policy_value -type cidr_key -type cidr_value -type endpoint_info -type ct_key -type ct_entry -type flow_event -type counter_key -type counter_value -type settings -type token_bucket -type frag_key -type frag_ports bpf ../../bpf/datapath.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel -tags linux -cc clang -cflags "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu" -type direction -type family -type reserved_identity -type policy_verdict -type flow_verdict -type drop_reason -type ct_status -type ct_tcp_state -type ct_flags -type endpoint_flags -type lookup_skip -type event_level -type stat_index -type tcx_action -type proxy_mark -type ipcache_key -type ipcache_value -type policy_key -type policy_value -type cidr_key -type cidr_value -type endpoint_info -type ct_key -type ct_entry -type flow_event -type counter_key -type counter_value -type settings -type token_bucket -type frag_key -type frag_ports -type endpoint_addr_key -type endpoint_addr bpf ../../bpf/datapath.c
 
 import (
 	"errors"
@@ -38,6 +38,9 @@ type Datapath struct {
 	epMu    sync.Mutex
 	skips   map[EndpointID]uint32
 	skipGen map[EndpointID]uint64
+	// addrs lists, per endpoint, the addresses it has local delivery rows
+	// for (local_linux.go). epMu guards it.
+	addrs map[EndpointID][]bpfEndpointAddrKey
 }
 
 // Open loads the datapath maps, re-using pinned maps under opts.PinDir when
@@ -74,7 +77,8 @@ func Open(opts Options) (*Datapath, error) {
 	resize(bpfMapEvents, opts.RingBufferSize)
 
 	d := &Datapath{opts: opts, spec: spec, log: opts.Logger,
-		skips: make(map[EndpointID]uint32), skipGen: make(map[EndpointID]uint64)}
+		skips: make(map[EndpointID]uint32), skipGen: make(map[EndpointID]uint64),
+		addrs: make(map[EndpointID][]bpfEndpointAddrKey)}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -86,6 +90,10 @@ func Open(opts Options) (*Datapath, error) {
 			return nil, fmt.Errorf("open datapath: pinned maps in %s differ from this build (remove them to upgrade): %w", opts.PinDir, err)
 		}
 		return nil, fmt.Errorf("open datapath: load maps: %w", err)
+	}
+	if err := d.loadAddrIndex(); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("open datapath: %w", err)
 	}
 	return d, nil
 }
@@ -199,6 +207,9 @@ func (d *Datapath) SetConfig(c Config) error {
 	}
 	if c.ConntrackAccounting {
 		v.CtAccounting = 1
+	}
+	if c.DisableLocalRedirect {
+		v.LocalRedirectOff = 1
 	}
 	if err := d.maps.Config.Put(uint32(0), &v); err != nil {
 		return fmt.Errorf("set config: %w", err)

@@ -27,6 +27,7 @@ func (*Datapath) Stats() (Stats, error)                            { return Stat
 func (*Datapath) SetEndpoint(EndpointID, EndpointConfig) error     { return errOS }
 func (*Datapath) Endpoint(EndpointID) (EndpointConfig, error)      { return EndpointConfig{}, errOS }
 func (*Datapath) DeleteEndpoint(EndpointID) error                  { return errOS }
+func (*Datapath) StopLocalDelivery(EndpointID) error               { return errOS }
 func (*Datapath) Attach(EndpointID, int) error                     { return errOS }
 func (*Datapath) Detach(EndpointID) error                          { return errOS }
 func (*Datapath) AttachedEndpoints() ([]EndpointID, error)         { return nil, errOS }

@@ -25,12 +25,21 @@ const (
 // SetEndpoint creates or replaces the datapath configuration of endpoint
 // id. Call it before Attach: attached programs without a configuration drop
 // everything (ReasonNoEndpoint), which fails closed.
+//
+// The configuration is written before the endpoint's local delivery rows
+// (EndpointConfig.Addrs), and the programs deliver to an endpoint only
+// while its row and its configuration name the same interface, so a
+// change of interface never delivers to the old one.
 func (d *Datapath) SetEndpoint(id EndpointID, cfg EndpointConfig) error {
 	if id == 0 {
 		return fmt.Errorf("set endpoint: endpoint id 0: %w", ErrInvalid)
 	}
 	if cfg.IfIndex < 0 {
 		return fmt.Errorf("set endpoint %d: ifindex %d: %w", id, cfg.IfIndex, ErrInvalid)
+	}
+	keys, row, err := addrRows(id, cfg)
+	if err != nil {
+		return fmt.Errorf("set endpoint %d: %w", id, err)
 	}
 	v := bpfEndpointInfo{Identity: uint32(cfg.Identity), Ifindex: uint32(cfg.IfIndex)}
 	if cfg.IngressEnforced {
@@ -47,7 +56,7 @@ func (d *Datapath) SetEndpoint(id EndpointID, cfg EndpointConfig) error {
 	d.epMu.Lock()
 	defer d.epMu.Unlock()
 	var old bpfEndpointInfo
-	err := d.maps.Endpoints.Lookup(uint16(id), &old)
+	err = d.maps.Endpoints.Lookup(uint16(id), &old)
 	switch {
 	case err == nil:
 		v.Skip = old.Skip
@@ -59,28 +68,40 @@ func (d *Datapath) SetEndpoint(id EndpointID, cfg EndpointConfig) error {
 	if err := d.maps.Endpoints.Put(uint16(id), &v); err != nil {
 		return fmt.Errorf("set endpoint %d: %w", id, err)
 	}
+	if err := d.syncAddrs(id, keys, row); err != nil {
+		return fmt.Errorf("set endpoint %d: %w", id, err)
+	}
 	return nil
 }
 
-// Endpoint returns the configuration of endpoint id.
+// Endpoint returns the configuration of endpoint id. Addrs, MAC and
+// HostMAC are those of its local delivery rows, so they are empty when
+// SetEndpoint was not given all of them.
 func (d *Datapath) Endpoint(id EndpointID) (EndpointConfig, error) {
 	var v bpfEndpointInfo
 	if err := d.maps.Endpoints.Lookup(uint16(id), &v); err != nil {
 		return EndpointConfig{}, fmt.Errorf("endpoint %d: %w", id, err)
 	}
-	return EndpointConfig{
+	cfg := EndpointConfig{
 		Identity:        Identity(v.Identity),
 		IfIndex:         int(v.Ifindex),
 		IngressEnforced: v.Flags&flagIngressEnforced != 0,
 		EgressEnforced:  v.Flags&flagEgressEnforced != 0,
 		Audit:           v.Flags&flagAudit != 0,
-	}, nil
+	}
+	d.epMu.Lock()
+	defer d.epMu.Unlock()
+	if err := d.localDelivery(id, &cfg); err != nil {
+		return EndpointConfig{}, fmt.Errorf("endpoint %d: %w", id, err)
+	}
+	return cfg, nil
 }
 
 // DeleteEndpoint detaches endpoint id and removes everything the datapath
-// holds for it: configuration, policy, CIDR classes, conntrack and counters.
+// holds for it: local delivery rows, configuration, policy, CIDR classes,
+// conntrack and counters.
 func (d *Datapath) DeleteEndpoint(id EndpointID) error {
-	errs := []error{d.Detach(id)}
+	errs := []error{d.Detach(id), d.StopLocalDelivery(id)}
 	if err := d.maps.Endpoints.Delete(uint16(id)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		errs = append(errs, fmt.Errorf("delete endpoint %d: %w", id, err))
 	}

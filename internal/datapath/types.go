@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"time"
@@ -277,8 +278,9 @@ type EndpointConfig struct {
 	// Identity is the endpoint's own security identity, reported as the
 	// local side of its flows.
 	Identity Identity
-	// IfIndex is the host-side veth; it is bookkeeping for userspace, the
-	// programs find their endpoint through the id baked in at load time.
+	// IfIndex is the host-side veth. The programs find their own endpoint
+	// through the id baked in at load time; IfIndex is where other local
+	// endpoints deliver to it (see Addrs).
 	IfIndex int
 	// IngressEnforced and EgressEnforced turn on default deny for that
 	// direction. When a direction is not enforced, traffic is allowed unless
@@ -287,6 +289,17 @@ type EndpointConfig struct {
 	EgressEnforced  bool
 	// Audit makes would-be drops pass, reported with FlowAudit.
 	Audit bool
+	// Addrs are the endpoint's addresses, MAC the MAC of its interface
+	// (eth0 in its namespace) and HostMAC that of the host-side veth.
+	// With all of them and IfIndex, packets that another local endpoint
+	// sends to Addrs are delivered straight into this endpoint's namespace
+	// (bpf_redirect_peer) once both endpoints' policies allow them, unless
+	// Config.DisableLocalRedirect; packets this endpoint sends are
+	// delivered so only with a source address in Addrs. Without them
+	// traffic to and from the endpoint is routed by the host.
+	Addrs   []netip.Addr
+	MAC     net.HardwareAddr
+	HostMAC net.HardwareAddr
 }
 
 // Stats are global datapath counters that do not belong to an endpoint.
@@ -339,6 +352,16 @@ type Config struct {
 	// that handle the two directions; entries then count only the packet
 	// that created them. Per-endpoint counters are kept either way.
 	ConntrackAccounting bool
+	// DisableLocalRedirect makes traffic between two local endpoints take
+	// the host's routing, as it did before local delivery: out of the
+	// source's veth, through IP forwarding, netfilter and the neighbour
+	// table, into the destination's veth, whose to_endpoint decides its
+	// ingress. By default (false) from_endpoint decides the destination's
+	// ingress itself and, when both sides allow the packet, delivers it
+	// into the destination's namespace with bpf_redirect_peer: the host's
+	// forwarding path, netfilter hooks and the destination veth's egress
+	// hook no longer see it. Flows and counters are the same either way.
+	DisableLocalRedirect bool
 }
 
 // EventsUnlimited disables the flow event rate limit.
