@@ -144,10 +144,17 @@ func (h *http1Conn) serveRequest(req *http.Request) bool {
 	}
 	path, query := splitTarget(req)
 	d := h.p.authz.request(Request{Connection: h.conn, Method: req.Method, Host: req.Host, Path: path, Query: query, Header: req.Header})
+	// What goes on is the client's target byte for byte, unless the
+	// authorizer decided on another spelling of the path (its normal
+	// form), which then goes on instead.
+	target := req.RequestURI
 	if d.Allow && d.Path != "" && d.Path != path {
-		if err := setPath(req.URL, d.Path); err != nil {
-			d = Decision{Status: http.StatusBadRequest, Body: "Bad Request", Reason: "path to forward: " + err.Error()}
+		target = d.Path
+		if query != "" || req.URL.ForceQuery || strings.HasSuffix(req.RequestURI, "?") {
+			target += "?" + query
 		}
+	} else if !strings.HasPrefix(target, "/") && target != "*" {
+		target = req.URL.RequestURI() // absolute form: sent on in origin form
 	}
 	rec := h.rec
 	rec.Kind, rec.Start = RecordRequest, start
@@ -172,7 +179,7 @@ func (h *http1Conn) serveRequest(req *http.Request) bool {
 			slog.Int("status", status), slog.String("policy", d.Policy), slog.String("reason", d.Reason))
 	} else {
 		h.forwarded = true
-		rec.Status, rec.BytesSent, keep = h.forward(req, keep, retryable)
+		rec.Status, rec.BytesSent, keep = h.forward(req, target, keep, retryable)
 	}
 	rec.BytesReceived = body.n.Load()
 	h.p.finish(rec, start)
@@ -223,7 +230,7 @@ func discard(req *http.Request) bool {
 // forward sends an allowed request to the application and its answer
 // back. It returns the status, the response body bytes and whether the
 // connection goes on.
-func (h *http1Conn) forward(req *http.Request, keep, retryable bool) (int, int64, bool) {
+func (h *http1Conn) forward(req *http.Request, target string, keep, retryable bool) (int, int64, bool) {
 	upgrade := upgradeType(req.Header)
 	removeHopHeaders(req.Header)
 	if upgrade != "" {
@@ -231,9 +238,6 @@ func (h *http1Conn) forward(req *http.Request, keep, retryable bool) (int, int64
 		req.Header.Set("Upgrade", upgrade)
 	}
 	h.setForwarded(req)
-	if _, ok := req.Header["User-Agent"]; !ok {
-		req.Header.Set("User-Agent", "") // or Request.Write adds Go's
-	}
 	if strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
 		// Answered here, as Envoy does by default, so the body comes
 		// while the request is written to the application.
@@ -243,8 +247,7 @@ func (h *http1Conn) forward(req *http.Request, keep, retryable bool) (int, int64
 			return 499, 0, false
 		}
 	}
-	req.Close = false // the application connection is kept alive regardless
-	resp, err := h.roundTrip(req, retryable)
+	resp, err := h.roundTrip(req, target, retryable)
 	if err != nil {
 		status := http.StatusBadGateway
 		if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "dial" {
@@ -274,7 +277,7 @@ func (h *http1Conn) forward(req *http.Request, keep, retryable bool) (int, int64
 // (1xx but 101) on to the client. A kept-alive connection the
 // application closed in the meantime is redialed once for a request
 // without a body.
-func (h *http1Conn) roundTrip(req *http.Request, retryable bool) (*http.Response, error) {
+func (h *http1Conn) roundTrip(req *http.Request, target string, retryable bool) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		reused := h.up != nil
 		if !reused {
@@ -282,10 +285,7 @@ func (h *http1Conn) roundTrip(req *http.Request, retryable bool) (*http.Response
 				return nil, err
 			}
 		}
-		err := req.Write(h.ubw)
-		if err == nil {
-			err = h.ubw.Flush()
-		}
+		err := writeRequest(h.ubw, req, target)
 		var resp *http.Response
 		for err == nil {
 			resp, err = http.ReadResponse(h.ubr, req)
@@ -303,6 +303,53 @@ func (h *http1Conn) roundTrip(req *http.Request, retryable bool) (*http.Response
 			return nil, err
 		}
 	}
+}
+
+// writeRequest writes req to the application: the request line with
+// target, Host, the headers as they are now, framing of the proxy's
+// choosing (Content-Length when the length is known, else chunked) and
+// the body, then flushes. It keeps the application connection alive
+// whatever the client asked of its own.
+func writeRequest(w *bufio.Writer, req *http.Request, target string) error {
+	w.WriteString(req.Method)
+	w.WriteByte(' ')
+	w.WriteString(target)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(req.Host)
+	w.WriteString("\r\n")
+	chunked := false
+	switch {
+	case req.ContentLength > 0:
+		w.WriteString("Content-Length: ")
+		w.WriteString(strconv.FormatInt(req.ContentLength, 10))
+		w.WriteString("\r\n")
+	case req.ContentLength < 0:
+		chunked = true
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
+		w.WriteString("Content-Length: 0\r\n")
+	}
+	if err := req.Header.Write(w); err != nil {
+		return err
+	}
+	w.WriteString("\r\n")
+	switch {
+	case chunked:
+		cw := httputil.NewChunkedWriter(w)
+		if _, err := io.Copy(cw, req.Body); err != nil {
+			return err
+		}
+		cw.Close()
+		if err := req.Trailer.Write(w); err != nil {
+			return err
+		}
+		w.WriteString("\r\n")
+	case req.ContentLength > 0:
+		if _, err := io.Copy(w, req.Body); err != nil {
+			return err
+		}
+	}
+	return w.Flush()
 }
 
 func (h *http1Conn) dialUpstream() error {
