@@ -44,6 +44,8 @@ type testHost struct {
 	ns       netns.NsHandle
 	hostLink netlink.Link
 	v4, v6   netip.Addr
+	// mac is eth0's, the address routing writes as the destination.
+	mac net.HardwareAddr
 }
 
 func mustHost(t *testing.T, name string, subnet int) *testHost {
@@ -124,6 +126,7 @@ func mustHost(t *testing.T, name string, subnet int) *testHost {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.mac = eth.Attrs().HardwareAddr
 	for _, a := range []*netlink.Addr{addr(h.v4, 24), addr(h.v6, 64)} {
 		if err := nh.AddrAdd(eth, a); err != nil {
 			t.Fatalf("ns %s: add %v: %v", name, a, err)
@@ -348,7 +351,20 @@ func collectFlows(t *testing.T, d *datapath.Datapath) *flowLog {
 	return l
 }
 
+// find reports whether a flow matching match was read, waiting a little
+// for it: the reader collects events in batches.
 func (l *flowLog) find(match func(datapath.Flow) bool) bool {
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if l.seen(match) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+func (l *flowLog) seen(match func(datapath.Flow) bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, f := range l.flows {
@@ -359,13 +375,36 @@ func (l *flowLog) find(match func(datapath.Flow) bool) bool {
 	return false
 }
 
-// TestEndToEnd sends real traffic between two namespaces routed through
-// the host and checks that map entries alone decide what passes, that an
-// entry change applies to the next connection without reloading programs,
-// that conntrack keeps and FlushConntrack cuts an established connection,
-// and that enforcement survives closing and re-opening the datapath.
+// txPackets returns the packets the host sent out of h's veth, that is
+// delivered to h's namespace through the host's forwarding path.
+func txPackets(t *testing.T, h *testHost) uint64 {
+	t.Helper()
+	l, err := netlink.LinkByIndex(h.hostLink.Attrs().Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Statistics.TxPackets
+}
+
+// TestEndToEnd sends real traffic between two namespaces, once delivered
+// locally (bpf_redirect_peer, the default) and once routed through the
+// host, and checks in both that map entries alone decide what passes, that
+// an entry change applies to the next connection without reloading
+// programs, that conntrack keeps and FlushConntrack cuts an established
+// connection, that audit mode passes and reports at the destination, and
+// that enforcement survives closing and re-opening the datapath; and that
+// local delivery does bypass the host's path to the destination veth.
 func TestEndToEnd(t *testing.T) {
 	requirePrivileged(t)
+	for _, tt := range []struct {
+		name   string
+		routed bool
+	}{{"local delivery", false}, {"routed", true}} {
+		t.Run(tt.name, func(t *testing.T) { testEndToEnd(t, tt.routed) })
+	}
+}
+
+func testEndToEnd(t *testing.T, routed bool) {
 	a := mustHost(t, "a", 201)
 	b := mustHost(t, "b", 202)
 	// d is replaced when the test re-opens the pins; cleanup removes
@@ -373,6 +412,9 @@ func TestEndToEnd(t *testing.T) {
 	d := openDatapath(t, testPinDir(t))
 	t.Cleanup(func() { removeDatapath(t, d) })
 	flows := collectFlows(t, d)
+	if err := d.SetConfig(datapath.Config{DisableLocalRedirect: routed}); err != nil {
+		t.Fatal(err)
+	}
 
 	const (
 		epA, epB = datapath.EndpointID(1), datapath.EndpointID(2)
@@ -393,8 +435,7 @@ func TestEndToEnd(t *testing.T) {
 		ident datapath.Identity
 		h     *testHost
 	}{{epA, idA, a}, {epB, idB, b}} {
-		cfg := datapath.EndpointConfig{Identity: ep.ident, IfIndex: ep.h.hostLink.Attrs().Index, IngressEnforced: true, EgressEnforced: true}
-		if err := d.SetEndpoint(ep.id, cfg); err != nil {
+		if err := d.SetEndpoint(ep.id, endpointConfig(ep.ident, ep.h, false)); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.Attach(ep.id, ep.h.hostLink.Attrs().Index); err != nil {
@@ -468,6 +509,24 @@ func TestEndToEnd(t *testing.T) {
 	}
 	checkBase("initial")
 
+	// Local delivery skips the host's forwarding path, so nothing leaves
+	// b's host veth; routed, every request does.
+	tx := txPackets(t, b)
+	const n = 20
+	for i := range n {
+		mustPass(fmt.Sprintf("udp a->b:5353 #%d", i), udpEcho(a, b.v4, 5353, okTimeout))
+		mustPass(fmt.Sprintf("udp6 a->b:5353 #%d", i), udpEcho(a, b.v6, 5353, okTimeout))
+	}
+	sent := txPackets(t, b) - tx
+	t.Logf("%d packets left b's host veth for %d requests", sent, 2*n)
+	if routed && sent < 2*n {
+		t.Errorf("routed: %d packets left b's host veth for %d requests", sent, 2*n)
+	}
+	// A few may be the host's own (neighbour discovery, MLD).
+	if !routed && sent >= n/2 {
+		t.Errorf("local delivery: %d packets left b's host veth for %d requests; want them delivered past it", sent, 2*n)
+	}
+
 	if !flows.find(func(f datapath.Flow) bool {
 		return f.Endpoint == epA && f.Direction == datapath.Egress && f.Verdict == datapath.FlowDropped &&
 			f.Reason == datapath.ReasonDefaultDeny && f.DstPort == 9090 && f.Dst == b.v4 &&
@@ -524,6 +583,30 @@ func TestEndToEnd(t *testing.T) {
 		t.Error("no ReasonCTNoEntry flow event for the flushed connection")
 	}
 
+	// Audit mode at b: what a sends and b's policy does not allow passes,
+	// reported at b's ingress with the reason it would have been dropped.
+	const ruleAudit = 5
+	syncAll(slicesConcat(base, []datapath.PolicyEntry{
+		entry(epA, datapath.Egress, datapath.ProtoTCP, idB, datapath.Port(9090), datapath.VerdictAllow, ruleAudit),
+	}))
+	mustDrop("enforced tcp a->b:9090", tcpEcho(a, b.v4, 9090, dropTimeout))
+	if err := d.SetEndpoint(epB, endpointConfig(idB, b, true)); err != nil {
+		t.Fatal(err)
+	}
+	mustPass("audit tcp a->b:9090", tcpEcho(a, b.v4, 9090, okTimeout))
+	mustPass("audit tcp6 a->b:9090", tcpEcho(a, b.v6, 9090, okTimeout))
+	if !flows.find(func(f datapath.Flow) bool {
+		return f.Endpoint == epB && f.Direction == datapath.Ingress && f.Verdict == datapath.FlowAudit &&
+			f.Reason == datapath.ReasonDefaultDeny && f.DstPort == 9090 && f.Src == a.v4 && f.DstIdentity == idB
+	}) {
+		t.Error("no audit flow event at b's ingress for a->b:9090")
+	}
+	if err := d.SetEndpoint(epB, endpointConfig(idB, b, false)); err != nil {
+		t.Fatal(err)
+	}
+	mustDrop("enforced again tcp a->b:9090", tcpEcho(a, b.v4, 9090, dropTimeout))
+	syncAll(base)
+
 	// Closing the datapath leaves the pinned links enforcing...
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
@@ -561,6 +644,15 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if dropped == 0 || forwarded == 0 {
 		t.Errorf("counters: %d forwarded, %d dropped; want both non-zero", forwarded, dropped)
+	}
+}
+
+// endpointConfig is the enforced configuration of the endpoint in h, with
+// what local delivery to it needs.
+func endpointConfig(id datapath.Identity, h *testHost, audit bool) datapath.EndpointConfig {
+	return datapath.EndpointConfig{
+		Identity: id, IfIndex: h.hostLink.Attrs().Index, IngressEnforced: true, EgressEnforced: true, Audit: audit,
+		Addrs: []netip.Addr{h.v4, h.v6}, MAC: h.mac, HostMAC: h.hostLink.Attrs().HardwareAddr,
 	}
 }
 
