@@ -68,6 +68,12 @@ type Config struct {
 	// MaxConcurrentStreams is the server's limit on streams the client
 	// may open at once; 1000 by default.
 	MaxConcurrentStreams uint32
+	// ReadIdleTimeout sends a PING when no frame came from the peer for
+	// this long, and PingTimeout (15 s by default) closes the connection
+	// if nothing answers it: a dead peer is found even when the socket
+	// would not say so for minutes. 0 disables pings.
+	ReadIdleTimeout time.Duration
+	PingTimeout     time.Duration
 }
 
 // Conn is one HTTP/2 connection carrying CONNECT streams. Its methods are
@@ -109,6 +115,12 @@ type Conn struct {
 	err            error // why the connection ended; nil while live
 	idle           *time.Timer
 
+	// Liveness: when a frame was last read, and when the outstanding
+	// PING was sent (0: none), in Unix nanoseconds.
+	lastRead atomic.Int64
+	pingSent atomic.Int64
+	health   *time.Timer
+
 	closing  chan struct{} // closed by fail
 	done     chan struct{} // closed when the reader returned
 	handlers sync.WaitGroup
@@ -118,6 +130,9 @@ type Conn struct {
 func newConn(nc net.Conn, server bool, cfg Config) *Conn {
 	if cfg.MaxConcurrentStreams == 0 {
 		cfg.MaxConcurrentStreams = defaultMaxStreams
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = 15 * time.Second
 	}
 	c := &Conn{
 		nc:             nc,
@@ -144,6 +159,10 @@ func newConn(nc net.Conn, server bool, cfg Config) *Conn {
 	c.recvAvail.Store(connWindow)
 	if cfg.IdleTimeout > 0 {
 		c.idle = time.AfterFunc(cfg.IdleTimeout, c.closeIfIdle)
+	}
+	c.lastRead.Store(time.Now().UnixNano())
+	if cfg.ReadIdleTimeout > 0 {
+		c.health = time.AfterFunc(cfg.ReadIdleTimeout, c.checkHealth)
 	}
 	return c
 }
@@ -324,6 +343,39 @@ func (c *Conn) stopIdle() {
 	}
 }
 
+// errPingTimeout ends a connection whose peer did not answer a PING.
+var errPingTimeout = errors.New("hbone: peer did not answer a ping")
+
+// checkHealth runs on the health timer: it sends a PING when the peer has
+// been silent for ReadIdleTimeout, and fails the connection when a PING
+// went unanswered (no frame at all) for PingTimeout.
+func (c *Conn) checkHealth() {
+	select {
+	case <-c.closing:
+		return
+	default:
+	}
+	now := time.Now().UnixNano()
+	last, sent := c.lastRead.Load(), c.pingSent.Load()
+	if sent != 0 && last > sent {
+		c.pingSent.Store(0) // the peer spoke since the PING
+		sent = 0
+	}
+	switch {
+	case sent != 0 && now-sent >= int64(c.cfg.PingTimeout):
+		c.fail(errPingTimeout)
+		return
+	case sent != 0:
+		c.health.Reset(time.Duration(sent + int64(c.cfg.PingTimeout) - now))
+	case now-last >= int64(c.cfg.ReadIdleTimeout):
+		c.pingSent.Store(now)
+		c.queueCtl(func(f *http2.Framer) error { return f.WritePing(false, [8]byte{'h', 'b', 'o', 'n', 'e'}) })
+		c.health.Reset(c.cfg.PingTimeout)
+	default:
+		c.health.Reset(time.Duration(last + int64(c.cfg.ReadIdleTimeout) - now))
+	}
+}
+
 // fail ends the connection with err: it closes the socket, which stops the
 // reader, and fails every stream.
 func (c *Conn) fail(err error) {
@@ -335,6 +387,9 @@ func (c *Conn) fail(err error) {
 		c.sendCond.Broadcast()
 		c.mu.Unlock()
 		c.stopIdle()
+		if c.health != nil {
+			c.health.Stop()
+		}
 		close(c.closing)
 		c.nc.Close()
 		for _, s := range streams {

@@ -348,3 +348,33 @@ func TestCompleteAnswerBeforeRequestEnds(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestDeadPeerFound: a peer that stops answering (here: it read the
+// preface and went silent, as a host that vanished would) is found by
+// PING, and the connection and its streams fail.
+func TestDeadPeerFound(t *testing.T) {
+	cc, sc := tcpPair(t)
+	go io.Copy(io.Discard, sc) // reads everything, answers nothing
+	c, err := hbone.NewClient(cc, hbone.Config{ReadIdleTimeout: 100 * time.Millisecond, PingTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection to a silent peer still open after 5 s")
+	}
+	// A live peer answers the pings and keeps the connection.
+	cc2, sc2 := tcpPair(t)
+	go hbone.Serve(sc2, hbone.Config{Handler: spliceHandler(t, echoServer(t, 0))})
+	c2, err := hbone.NewClient(cc2, hbone.Config{ReadIdleTimeout: 50 * time.Millisecond, PingTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	time.Sleep(500 * time.Millisecond)
+	if c2.Closed() {
+		t.Fatal("connection to a live peer closed by the health check")
+	}
+}

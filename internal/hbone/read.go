@@ -3,6 +3,7 @@ package hbone
 import (
 	"errors"
 	"strconv"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -27,6 +28,9 @@ func (c *Conn) run() {
 func (c *Conn) readLoop() error {
 	for {
 		f, err := c.fr.ReadFrame()
+		if c.health != nil {
+			c.lastRead.Store(time.Now().UnixNano())
+		}
 		if err != nil {
 			if se, ok := errors.AsType[http2.StreamError](err); ok {
 				c.streamError(se.StreamID, se.Code)

@@ -193,13 +193,26 @@ func (p *Proxy) dialHBONE(ctx context.Context, ws *workloadState, dst Workload, 
 		tc.Close()
 		return nil, &handshakeError{err}
 	}
-	hc, err := hbone.NewClient(tc, hbone.Config{IdleTimeout: p.cfg.IdleTimeout})
+	hc, err := hbone.NewClient(tc, p.hboneConfig(nil))
 	if err != nil {
 		tc.Close()
 		return nil, err
 	}
 	local, _ := netip.ParseAddrPort(tcp.LocalAddr().String())
 	return &h2conn{hc: hc, peer: peer, local: local}, nil
+}
+
+// hboneConfig is the tunnel connections' configuration: idle connections
+// close after IdleTimeout, and a peer silent for 30 s is pinged and given
+// up after 15 s more, as Istio's ztunnel and x/net/http2 do.
+func (p *Proxy) hboneConfig(handler func(*hbone.Stream)) hbone.Config {
+	return hbone.Config{
+		Handler:              handler,
+		IdleTimeout:          p.cfg.IdleTimeout,
+		MaxConcurrentStreams: 1000,
+		ReadIdleTimeout:      30 * time.Second,
+		PingTimeout:          15 * time.Second,
+	}
 }
 
 // handshakeError marks a failed tunnel handshake, which telemetry counts

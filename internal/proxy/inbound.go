@@ -60,7 +60,7 @@ func (p *Proxy) handleHBONE(ws *workloadState, c net.Conn) {
 	}
 	h := &hboneHandler{p: p, ws: ws, src: src, principal: principal, sni: st.ServerName,
 		srcWorkload: p.sourceWorkload(src.Addr(), principal)}
-	hbone.Serve(tc, hbone.Config{Handler: h.serveStream, IdleTimeout: p.cfg.IdleTimeout, MaxConcurrentStreams: 1000})
+	hbone.Serve(tc, p.hboneConfig(h.serveStream))
 }
 
 // sourceWorkload names the workload at ip for telemetry; with a principal
