@@ -142,6 +142,11 @@ type options struct {
 	// progRepeat is how many times each packet path runs through the
 	// programs with BPF_PROG_TEST_RUN; 0 skips that measurement.
 	progRepeat int
+	// localRedirect keeps the datapath's default for b: traffic between
+	// the endpoints is delivered from one router-side veth into the other
+	// endpoint's namespace (bpf_redirect_peer). Off, b is routed through
+	// the router namespace like a, with the programs on both veths.
+	localRedirect bool
 	// progress receives a line per configuration and round.
 	progress io.Writer
 }
@@ -164,6 +169,7 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 	fs.StringVar(&o.iptables, "iptables", "iptables", "iptables binary; <binary>-restore must exist beside it (iptables-legacy selects the legacy backend)")
 	events := fs.String("events", "default", "datapath flow events: default (drops and new connections), drops, none")
 	fs.IntVar(&o.progRepeat, "prog-repeat", 200_000, "runs per packet path for the BPF_PROG_TEST_RUN cost of the programs (0 skips it)")
+	fs.BoolVar(&o.localRedirect, "local-redirect", true, "b delivers between the endpoints with bpf_redirect_peer, the node's default (false: routed through the router namespace, as before)")
 	fs.BoolVar(&o.bpfStats, "bpf-stats", false, "also report the datapath programs' run time per packet (turns on kernel-wide eBPF statistics, which costs a little on every program run)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -242,6 +248,8 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 		return o, errors.New("-configs must include a: every ratio is to it")
 	case len(o.ns) == 0 && len(o.configs) > 1:
 		return o, errors.New("-n: no policy size")
+	case len(o.ns) > maxTopologyAddrs:
+		return o, fmt.Errorf("-n: %d policy sizes, at most %d", len(o.ns), maxTopologyAddrs)
 	}
 	return o, nil
 }

@@ -16,6 +16,20 @@ var (
 	serverAddr = netip.MustParseAddr("10.250.2.2")
 )
 
+// maxTopologyAddrs is how many topologies endpointAddrs can address below
+// the filler pods' 10.250.128.0/17.
+const maxTopologyAddrs = 63
+
+// endpointAddrs returns the client and server addresses of topology k:
+// clientAddr and serverAddr for k = 0, then 10.250.(2k+1).2 and
+// 10.250.(2k+2).2. The b topologies, which share the datapath's maps like
+// the endpoints of one node, each need addresses of their own: a node's
+// endpoint addresses are unique, and the datapath delivers between local
+// endpoints by address.
+func endpointAddrs(k int) (client, server netip.Addr) {
+	return netip.AddrFrom4([4]byte{10, 250, byte(2*k + 1), 2}), netip.AddrFrom4([4]byte{10, 250, byte(2*k + 2), 2})
+}
+
 // Ports of the benchmark traffic. Policy allows the client to reach
 // iperfPort and echoPort on the server; deniedPort is served too but no
 // policy allows it, so a connection to it proves enforcement is on.
@@ -132,12 +146,16 @@ func policyRows(ep datapath.EndpointID, dir datapath.Direction, peer datapath.Id
 	return rows, nil
 }
 
-// ipcacheRows maps the endpoints and every filler peer of a policy of
-// size n to their addresses.
-func ipcacheRows(n int) []datapath.IdentityEntry {
-	out := []datapath.IdentityEntry{
-		{Prefix: netip.PrefixFrom(clientAddr, 32), Identity: clientID},
-		{Prefix: netip.PrefixFrom(serverAddr, 32), Identity: serverID},
+// ipcacheRows maps the endpoints of the first topologies topologies
+// (endpointAddrs) and every filler peer of a policy of size n to their
+// addresses.
+func ipcacheRows(n, topologies int) []datapath.IdentityEntry {
+	var out []datapath.IdentityEntry
+	for k := range max(topologies, 1) {
+		c, s := endpointAddrs(k)
+		out = append(out,
+			datapath.IdentityEntry{Prefix: netip.PrefixFrom(c, 32), Identity: clientID},
+			datapath.IdentityEntry{Prefix: netip.PrefixFrom(s, 32), Identity: serverID})
 	}
 	f := n - fixedRows
 	for j := range f {

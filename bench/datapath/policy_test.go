@@ -125,7 +125,7 @@ func TestIptablesRules(t *testing.T) {
 
 func TestPeerAddrDistinct(t *testing.T) {
 	seen := map[string]datapath.Identity{}
-	for _, e := range ipcacheRows(maxEntries) {
+	for _, e := range ipcacheRows(maxEntries, maxTopologyAddrs) {
 		a := e.Prefix.Addr().String()
 		if id, ok := seen[a]; ok {
 			t.Fatalf("%s has identities %d and %d", a, id, e.Identity)

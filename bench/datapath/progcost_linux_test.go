@@ -25,7 +25,7 @@ func BenchmarkProgramCost(b *testing.B) {
 	const progRepeat = 200_000
 	ns := []int{10, 10_000}
 	dir := filepath.Join(datapath.BPFFSRoot, fmt.Sprintf("%s%d", pinPrefix, os.Getpid()))
-	r, err := openRampart(dir, ns, datapath.EventsDefault, false)
+	r, err := openRampart(dir, ns, datapath.Config{}, false)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func BenchmarkProgramCost(b *testing.B) {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			runs := make([][]float64, len(progCases()))
 			for b.Loop() {
-				per, err := r.ProgramCost(n, progRepeat, datapath.EventsDefault)
+				per, err := r.ProgramCost(n, progRepeat)
 				if err != nil {
 					b.Fatal(err)
 				}

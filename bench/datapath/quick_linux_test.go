@@ -55,5 +55,8 @@ func TestQuickRun(t *testing.T) {
 	if !strings.Contains(b.String(), "b/a") {
 		t.Errorf("report lacks the b/a ratios:\n%s", b.String())
 	}
+	if !strings.Contains(b.String(), "b: local delivery ON") {
+		t.Errorf("report does not say that b delivers locally, the node's default:\n%s", b.String())
+	}
 	t.Log("\n" + b.String())
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,6 +37,9 @@ type rampart struct {
 	// progStats turns on per-program run time collection for the attached
 	// programs (-bpf-stats).
 	progStats bool
+	// cfg is the datapath configuration of the run: its flow event level
+	// and whether local delivery is on (-local-redirect).
+	cfg datapath.Config
 
 	totals rampartTotals
 }
@@ -82,14 +86,15 @@ func processGone(pid int) bool {
 }
 
 // openRampart opens a fresh datapath pinned at pinDir, fills the ipcache
-// with the endpoints and every filler peer of the largest policy, and
-// generates the policies of every size in ns.
-func openRampart(pinDir string, ns []int, events datapath.EventLevel, progStats bool) (r *rampart, err error) {
+// with the endpoints of every b topology (one per size in ns) and every
+// filler peer of the largest policy, and generates the policies of every
+// size in ns.
+func openRampart(pinDir string, ns []int, cfg datapath.Config, progStats bool) (r *rampart, err error) {
 	d, err := datapath.Open(datapath.Options{PinDir: pinDir})
 	if err != nil {
 		return nil, err
 	}
-	r = &rampart{d: d, policies: make(map[int][2][]datapath.PolicyEntry), progStats: progStats}
+	r = &rampart{d: d, policies: make(map[int][2][]datapath.PolicyEntry), progStats: progStats, cfg: cfg}
 	r.totals.Drops = make(map[string]uint64)
 	defer func() {
 		if err != nil {
@@ -110,12 +115,12 @@ func openRampart(pinDir string, ns []int, events datapath.EventLevel, progStats 
 		r.policies[n] = [2][]datapath.PolicyEntry{egress, ingress}
 		maxN = max(maxN, n)
 	}
-	if err := d.SetConfig(datapath.Config{Events: events}); err != nil {
+	if err := d.SetConfig(cfg); err != nil {
 		return nil, err
 	}
 	// The ipcache is the same for every N, as in a cluster where it holds
 	// every pod whatever the policies say.
-	if err := d.SetIdentities(ipcacheRows(maxN)); err != nil {
+	if err := d.SetIdentities(ipcacheRows(maxN, len(ns))); err != nil {
 		return nil, err
 	}
 	if r.reader, err = d.NewFlowReader(); err != nil {
@@ -153,10 +158,11 @@ func withEndpoint(rows []datapath.PolicyEntry, ep datapath.EndpointID) []datapat
 }
 
 // Attach configures endpoints client and server with every direction
-// enforced (default deny), writes n rows for the client's egress and n for
+// enforced (default deny) and what local delivery to them needs (their
+// addresses and MACs), writes n rows for the client's egress and n for
 // the server's ingress, and attaches the programs to t's router-side
-// veths. Each variant uses endpoint ids of its own, so that several
-// topologies can be attached at once and share the maps like the
+// veths. Each variant uses endpoint ids and addresses of its own, so that
+// several topologies can be attached at once and share the maps like the
 // endpoints of one node do.
 func (r *rampart) Attach(t *topology, n int, client, server datapath.EndpointID) (a *attachment, err error) {
 	pol, ok := r.policies[n]
@@ -173,13 +179,16 @@ func (r *rampart) Attach(t *topology, n int, client, server datapath.EndpointID)
 	for _, ep := range []struct {
 		id    datapath.EndpointID
 		ident datapath.Identity
-		ifidx int
+		addr  netip.Addr
+		veth  wired
 		rows  []datapath.PolicyEntry
 	}{
-		{client, clientID, t.clientVeth, withEndpoint(pol[0], client)},
-		{server, serverID, t.serverVeth, withEndpoint(pol[1], server)},
+		{client, clientID, t.clientAddr, t.clientVeth, withEndpoint(pol[0], client)},
+		{server, serverID, t.serverAddr, t.serverVeth, withEndpoint(pol[1], server)},
 	} {
-		cfg := datapath.EndpointConfig{Identity: ep.ident, IfIndex: ep.ifidx, IngressEnforced: true, EgressEnforced: true}
+		ifidx := ep.veth.ifindex
+		cfg := datapath.EndpointConfig{Identity: ep.ident, IfIndex: ifidx, IngressEnforced: true, EgressEnforced: true,
+			Addrs: []netip.Addr{ep.addr}, MAC: ep.veth.podMAC, HostMAC: ep.veth.hostMAC}
 		if err := r.d.SetEndpoint(ep.id, cfg); err != nil {
 			return nil, err
 		}
@@ -195,7 +204,7 @@ func (r *rampart) Attach(t *topology, n int, client, server datapath.EndpointID)
 		}
 		// The veth lives in the router namespace; TCX resolves the
 		// ifindex in the namespace of the attaching thread.
-		if err := inNetns(t.router, func() error { return r.d.Attach(ep.id, ep.ifidx) }); err != nil {
+		if err := inNetns(t.router, func() error { return r.d.Attach(ep.id, ifidx) }); err != nil {
 			return nil, err
 		}
 		if r.progStats {

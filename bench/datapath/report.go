@@ -240,8 +240,13 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "  %s\n", r.env.iptables)
 	}
 	fmt.Fprintf(w, "  load average (1/5/15 min): before %s, after %s\n", r.env.loadBefore, r.env.loadAfter)
-	fmt.Fprintf(w, "  traffic: IPv4 TCP %v -> %v, routed through a router namespace\n", clientAddr, serverAddr)
+	fmt.Fprintf(w, "  traffic: IPv4 TCP %v -> %v (b: 10.250.2k+1.2 -> 10.250.2k+2.2 for the k-th N), routed through a router namespace\n", clientAddr, serverAddr)
 	if o.has(cfgRampart) {
+		mode := "local delivery ON (bpf_redirect_peer from the client's veth into the server's namespace and back; the node's default)"
+		if !o.localRedirect {
+			mode = "local delivery OFF (routed through the router namespace, as a)"
+		}
+		fmt.Fprintf(w, "  b: %s\n", mode)
 		fmt.Fprintf(w, "  b: default deny both ways, N rows at the client's egress and N at the server's ingress; flow events %q, drained", o.eventsName)
 		if o.bpfStats {
 			fmt.Fprint(w, "; eBPF run time statistics ON (slows b a little)")

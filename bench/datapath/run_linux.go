@@ -89,7 +89,8 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 			}
 			defer closer.Close()
 		}
-		if b.rp, err = openRampart(pinDir, o.ns, o.events, o.bpfStats); err != nil {
+		cfg := datapath.Config{Events: o.events, DisableLocalRedirect: !o.localRedirect}
+		if b.rp, err = openRampart(pinDir, o.ns, cfg, o.bpfStats); err != nil {
 			return nil, fmt.Errorf("open datapath: %w", err)
 		}
 		defer func() {
@@ -124,12 +125,17 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		// The b variants share the datapath like the endpoints of one
+		// node, so each gets endpoint ids and addresses of its own (see
+		// endpointAddrs); the others keep topology 0's addresses.
 		var eps [2]datapath.EndpointID
+		k := 0
 		if v.cfg == cfgRampart {
 			eps = [2]datapath.EndpointID{datapath.EndpointID(2*bIndex + 1), datapath.EndpointID(2*bIndex + 2)}
+			k = bIndex
 			bIndex++
 		}
-		s, err := b.setUp(ctx, v, eps)
+		s, err := b.setUp(ctx, v, eps, k)
 		if err != nil {
 			return nil, fmt.Errorf("set up %v: %w", v, err)
 		}
@@ -198,9 +204,10 @@ type setup struct {
 	done  bool
 }
 
-// setUp creates fresh namespaces for v, configures them and starts the
-// servers. eps are the endpoint ids for a (b) variant.
-func (b *bench) setUp(ctx context.Context, v variant, eps [2]datapath.EndpointID) (s *setup, err error) {
+// setUp creates fresh namespaces for v with the addresses of topology k,
+// configures them and starts the servers. eps are the endpoint ids for a
+// (b) variant.
+func (b *bench) setUp(ctx context.Context, v variant, eps [2]datapath.EndpointID, k int) (s *setup, err error) {
 	s = &setup{v: v}
 	defer func() {
 		if err != nil {
@@ -208,7 +215,7 @@ func (b *bench) setUp(ctx context.Context, v variant, eps [2]datapath.EndpointID
 			s = nil
 		}
 	}()
-	if s.t, err = newTopology(); err != nil {
+	if s.t, err = newTopology(k); err != nil {
 		return s, err
 	}
 	switch {
@@ -242,10 +249,10 @@ func (b *bench) setUp(ctx context.Context, v variant, eps [2]datapath.EndpointID
 // check requires the allowed port to answer and the denied one not to,
 // except without policy, where its answer proves the server listens there.
 func (b *bench) check(s *setup) error {
-	if err := echoOnce(s.t.client, netip.AddrPortFrom(serverAddr, echoPort), ioTimeout); err != nil {
+	if err := echoOnce(s.t.client, netip.AddrPortFrom(s.t.serverAddr, echoPort), ioTimeout); err != nil {
 		return fmt.Errorf("allowed traffic does not pass: %w", err)
 	}
-	err := echoOnce(s.t.client, netip.AddrPortFrom(serverAddr, deniedPort), 500*time.Millisecond)
+	err := echoOnce(s.t.client, netip.AddrPortFrom(s.t.serverAddr, deniedPort), 500*time.Millisecond)
 	switch {
 	case s.v.cfg == cfgPlain && err != nil:
 		return fmt.Errorf("port %d does not answer without policy: %w", deniedPort, err)
@@ -300,7 +307,7 @@ func (b *bench) measure(ctx context.Context, s *setup, m measure) (rate, cost, s
 	switch m {
 	case measureThroughput:
 		var r iperfResult
-		if r, err = runIperf(ctx, b.iperf, s.t.client, serverAddr, b.o.duration); err != nil {
+		if r, err = runIperf(ctx, b.iperf, s.t.client, s.t.serverAddr, b.o.duration); err != nil {
 			return 0, 0, 0, nil, err
 		}
 		rate, secs, cpu, ops = r.BitsPerSecond, r.Seconds, r.CPU, r.Bytes/1e9
@@ -309,7 +316,7 @@ func (b *bench) measure(ctx context.Context, s *setup, m measure) (rate, cost, s
 		if err != nil {
 			return 0, 0, 0, nil, err
 		}
-		r, err := runClient(ctx, s.t.client, string(m), netip.AddrPortFrom(serverAddr, echoPort), b.o.duration)
+		r, err := runClient(ctx, s.t.client, string(m), netip.AddrPortFrom(s.t.serverAddr, echoPort), b.o.duration)
 		if err != nil {
 			return 0, 0, 0, nil, err
 		}
@@ -352,7 +359,7 @@ func (b *bench) programCost(ctx context.Context, rep *report) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			per, err := b.rp.ProgramCost(n, b.o.progRepeat, b.o.events)
+			per, err := b.rp.ProgramCost(n, b.o.progRepeat)
 			if err != nil {
 				return fmt.Errorf("N=%d: %w", n, err)
 			}

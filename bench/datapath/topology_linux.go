@@ -11,11 +11,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The router's gateway address on each endpoint's /24.
-var (
-	clientGW = netip.MustParseAddr("10.250.1.1")
-	serverGW = netip.MustParseAddr("10.250.2.1")
-)
+// gateway returns the router's address on the /24 of endpoint address a:
+// its .1.
+func gateway(a netip.Addr) netip.Addr {
+	b := a.As4()
+	b[3] = 1
+	return netip.AddrFrom4(b)
+}
 
 // Names of the router-side veths; they live in the router namespace, so
 // they cannot collide with anything on the host.
@@ -33,15 +35,26 @@ const (
 // the machine depend on.
 type topology struct {
 	router, client, server netns.NsHandle
-	// clientVeth and serverVeth are the ifindexes of the router-side veths,
-	// valid inside the router namespace.
-	clientVeth, serverVeth int
+	// clientAddr and serverAddr are the endpoints' addresses.
+	clientAddr, serverAddr netip.Addr
+	// clientVeth and serverVeth are the router-side veths, whose
+	// ifindexes are valid inside the router namespace.
+	clientVeth, serverVeth wired
 }
 
-// newTopology creates the three namespaces and wires them. On error
-// everything created so far is released.
-func newTopology() (t *topology, err error) {
+// wired is one endpoint's veth pair: the router side's ifindex and MAC,
+// and the MAC of the endpoint's eth0.
+type wired struct {
+	ifindex         int
+	hostMAC, podMAC net.HardwareAddr
+}
+
+// newTopology creates the three namespaces and wires them, with the
+// endpoint addresses of topology k (endpointAddrs). On error everything
+// created so far is released.
+func newTopology(k int) (t *topology, err error) {
 	t = &topology{router: -1, client: -1, server: -1}
+	t.clientAddr, t.serverAddr = endpointAddrs(k)
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -61,10 +74,10 @@ func newTopology() (t *topology, err error) {
 	if err := setUp(rh, "lo"); err != nil {
 		return nil, err
 	}
-	if t.clientVeth, err = wire(rh, t.client, clientVethName, clientGW, clientAddr); err != nil {
+	if t.clientVeth, err = wire(rh, t.client, clientVethName, gateway(t.clientAddr), t.clientAddr); err != nil {
 		return nil, err
 	}
-	if t.serverVeth, err = wire(rh, t.server, serverVethName, serverGW, serverAddr); err != nil {
+	if t.serverVeth, err = wire(rh, t.server, serverVethName, gateway(t.serverAddr), t.serverAddr); err != nil {
 		return nil, err
 	}
 	if err := sysctl(t.router, "net/ipv4/ip_forward", "1"); err != nil {
@@ -83,50 +96,49 @@ func newTopology() (t *topology, err error) {
 }
 
 // wire creates the veth pair between the router (hostName, gw/24) and
-// endpoint namespace ns (eth0, addr/24, default route via gw) and returns
-// the router-side ifindex.
-func wire(rh *netlink.Handle, ns netns.NsHandle, hostName string, gw, addr netip.Addr) (int, error) {
+// endpoint namespace ns (eth0, addr/24, default route via gw).
+func wire(rh *netlink.Handle, ns netns.NsHandle, hostName string, gw, addr netip.Addr) (wired, error) {
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: hostName},
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(int(ns)),
 	}
 	if err := rh.LinkAdd(veth); err != nil {
-		return 0, fmt.Errorf("add veth %s: %w", hostName, err)
+		return wired{}, fmt.Errorf("add veth %s: %w", hostName, err)
 	}
 	hl, err := rh.LinkByName(hostName)
 	if err != nil {
-		return 0, fmt.Errorf("router veth %s: %w", hostName, err)
+		return wired{}, fmt.Errorf("router veth %s: %w", hostName, err)
 	}
 	if err := rh.AddrAdd(hl, ifAddr(gw, 24)); err != nil {
-		return 0, fmt.Errorf("router veth %s: add %v: %w", hostName, gw, err)
+		return wired{}, fmt.Errorf("router veth %s: add %v: %w", hostName, gw, err)
 	}
 	if err := rh.LinkSetUp(hl); err != nil {
-		return 0, fmt.Errorf("router veth %s up: %w", hostName, err)
+		return wired{}, fmt.Errorf("router veth %s up: %w", hostName, err)
 	}
 
 	nh, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		return 0, fmt.Errorf("netlink in endpoint netns: %w", err)
+		return wired{}, fmt.Errorf("netlink in endpoint netns: %w", err)
 	}
 	defer nh.Close()
 	eth, err := nh.LinkByName("eth0")
 	if err != nil {
-		return 0, fmt.Errorf("endpoint eth0: %w", err)
+		return wired{}, fmt.Errorf("endpoint eth0: %w", err)
 	}
 	if err := nh.AddrAdd(eth, ifAddr(addr, 24)); err != nil {
-		return 0, fmt.Errorf("endpoint eth0: add %v: %w", addr, err)
+		return wired{}, fmt.Errorf("endpoint eth0: add %v: %w", addr, err)
 	}
 	for _, name := range []string{"lo", "eth0"} {
 		if err := setUp(nh, name); err != nil {
-			return 0, err
+			return wired{}, err
 		}
 	}
 	r := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: net.IP(gw.AsSlice())}
 	if err := nh.RouteAdd(r); err != nil {
-		return 0, fmt.Errorf("endpoint default route via %v: %w", gw, err)
+		return wired{}, fmt.Errorf("endpoint default route via %v: %w", gw, err)
 	}
-	return hl.Attrs().Index, nil
+	return wired{ifindex: hl.Attrs().Index, hostMAC: hl.Attrs().HardwareAddr, podMAC: eth.Attrs().HardwareAddr}, nil
 }
 
 func setUp(h *netlink.Handle, name string) error {
