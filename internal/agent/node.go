@@ -41,7 +41,11 @@ type Config struct {
 	// MetricsAddr is where /metrics is served; it must be a loopback
 	// address. Empty disables it.
 	MetricsAddr string
-	Logger      *slog.Logger
+	// DisableLocalRedirect routes traffic between the node's endpoints
+	// through the host instead of delivering it from one endpoint's veth
+	// into the other's namespace (datapath.Config.DisableLocalRedirect).
+	DisableLocalRedirect bool
+	Logger               *slog.Logger
 }
 
 // DefaultStateDir is the state directory of `rampart up`.
@@ -189,6 +193,9 @@ func (n *Node) open(ctx context.Context) error {
 	n.alloc = store.NewIdentityAllocator(n.store)
 	n.dp, err = datapath.Open(datapath.Options{PinDir: PinDir(n.cfg.StateDir)})
 	if err != nil {
+		return fmt.Errorf("datapath: %w", err)
+	}
+	if err := n.dp.SetConfig(datapath.Config{DisableLocalRedirect: n.cfg.DisableLocalRedirect}); err != nil {
 		return fmt.Errorf("datapath: %w", err)
 	}
 	n.eps, err = endpoint.New(endpoint.Config{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -81,8 +82,12 @@ func (n *Node) reconcile(ctx context.Context) error {
 		}
 	}
 	eps := n.eps.List()
+	var gone []datapath.EndpointID
 	for _, ep := range eps {
 		if ep.State == endpoint.StateBroken || ep.State == endpoint.StateCreating {
+			// Its interface is gone, replaced or unfinished: packets to
+			// it must not be delivered to the one recorded earlier.
+			gone = append(gone, datapath.EndpointID(ep.ID))
 			continue
 		}
 		pe := toPolicyEndpoint(ep)
@@ -101,6 +106,11 @@ func (n *Node) reconcile(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	for _, id := range gone {
+		if err := n.dp.StopLocalDelivery(id); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	var ipc []datapath.IdentityEntry
 	for _, ep := range eps {
 		pe := d.local[ep.Key()]
@@ -150,6 +160,11 @@ func (n *Node) program(ep endpoint.Endpoint, pe *policy.Endpoint, repo *policy.R
 	}
 	cfg := c.Config
 	cfg.IfIndex = ep.HostIfIndex
+	// What delivering straight into the endpoint's namespace needs; a MAC
+	// that is missing (or does not parse) leaves traffic to it routed.
+	cfg.Addrs = pe.IPs
+	cfg.MAC, _ = net.ParseMAC(ep.MAC)
+	cfg.HostMAC, _ = net.ParseMAC(ep.HostMAC)
 	cfg.Audit = ep.Spec.Labels[AuditLabel] == "audit" || repo.NamespaceLabels(ep.Spec.Namespace)[AuditLabel] == "audit"
 	// Rows first, then the endpoint's defaults: when an endpoint becomes
 	// enforced, its allows are already there.

@@ -632,3 +632,20 @@ func fileMode(t *testing.T, path string) os.FileMode {
 	}
 	return fi.Mode().Perm()
 }
+
+// podMAC returns the MAC of eth0 in ep's namespace.
+func podMAC(t *testing.T, ep endpoint.Endpoint) string {
+	t.Helper()
+	var mac string
+	err := inNS(ep.NetNSPath, func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err == nil {
+			mac = l.Attrs().HardwareAddr.String()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("%s: eth0: %v", ep.Key(), err)
+	}
+	return mac
+}

@@ -175,28 +175,29 @@ func ensureHostRoutes(ifindex int, ep *Endpoint) error {
 // setupPod configures the namespace side: lo and eth0 up, the endpoint's
 // addresses on eth0, both gateways as permanent neighbours with the host
 // veth's MAC (so no ARP or neighbour discovery is needed to leave), an
-// on-link route to 169.254.1.1 and default routes via the gateways.
-func setupPod(nsPath string, hostMAC net.HardwareAddr, ep *Endpoint) error {
+// on-link route to 169.254.1.1 and default routes via the gateways. It
+// returns eth0's MAC.
+func setupPod(nsPath string, hostMAC net.HardwareAddr, ep *Endpoint) (string, error) {
 	ns, err := netns.GetFromPath(nsPath)
 	if err != nil {
-		return fmt.Errorf("open network namespace %s: %w", nsPath, err)
+		return "", fmt.Errorf("open network namespace %s: %w", nsPath, err)
 	}
 	defer ns.Close()
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		return fmt.Errorf("netlink in %s: %w", nsPath, err)
+		return "", fmt.Errorf("netlink in %s: %w", nsPath, err)
 	}
 	defer h.Close()
 	lo, err := h.LinkByName("lo")
 	if err != nil {
-		return fmt.Errorf("%s: lo: %w", nsPath, err)
+		return "", fmt.Errorf("%s: lo: %w", nsPath, err)
 	}
 	eth, err := h.LinkByName(podIfName)
 	if err != nil {
-		return fmt.Errorf("%s: %s: %w", nsPath, podIfName, err)
+		return "", fmt.Errorf("%s: %s: %w", nsPath, podIfName, err)
 	}
 	if err := h.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("%s: set lo up: %w", nsPath, err)
+		return "", fmt.Errorf("%s: set lo up: %w", nsPath, err)
 	}
 	if ep.IPv6.IsValid() {
 		// The namespace's own view of its interface: no router
@@ -204,7 +205,7 @@ func setupPod(nsPath string, hostMAC net.HardwareAddr, ep *Endpoint) error {
 		if err := netnsexec.DoPath(nsPath, func() error {
 			return writeSysctl("ipv6/conf/"+podIfName+"/accept_ra", "0")
 		}); err != nil {
-			return err
+			return "", err
 		}
 	}
 	for _, a := range []netip.Addr{ep.IPv4, ep.IPv6} {
@@ -216,11 +217,11 @@ func setupPod(nsPath string, hostMAC net.HardwareAddr, ep *Endpoint) error {
 			addr.Flags = unix.IFA_F_NODAD
 		}
 		if err := h.AddrAdd(eth, addr); err != nil {
-			return fmt.Errorf("%s: add %v: %w", nsPath, a, err)
+			return "", fmt.Errorf("%s: add %v: %w", nsPath, a, err)
 		}
 	}
 	if err := h.LinkSetUp(eth); err != nil {
-		return fmt.Errorf("%s: set %s up: %w", nsPath, podIfName, err)
+		return "", fmt.Errorf("%s: set %s up: %w", nsPath, podIfName, err)
 	}
 	idx := eth.Attrs().Index
 	var routes []*netlink.Route
@@ -244,55 +245,56 @@ func setupPod(nsPath string, hostMAC net.HardwareAddr, ep *Endpoint) error {
 			n.Family = netlink.FAMILY_V6
 		}
 		if err := h.NeighSet(n); err != nil {
-			return fmt.Errorf("%s: neighbour %v: %w", nsPath, gw, err)
+			return "", fmt.Errorf("%s: neighbour %v: %w", nsPath, gw, err)
 		}
 	}
 	for _, r := range routes {
 		if err := h.RouteAdd(r); err != nil {
-			return fmt.Errorf("%s: route %v via %v: %w", nsPath, r.Dst, r.Gw, err)
+			return "", fmt.Errorf("%s: route %v via %v: %w", nsPath, r.Dst, r.Gw, err)
 		}
 	}
-	return nil
+	return eth.Attrs().HardwareAddr.String(), nil
 }
 
 // checkNetwork verifies that ep's kernel objects are the ones it was
 // created with: the namespace is mounted, the host veth has its name,
 // index and alias, and eth0 in the namespace is its peer and carries the
-// endpoint's addresses. The error says what is wrong.
-func checkNetwork(instance string, ep *Endpoint) (netlink.Link, error) {
+// endpoint's addresses. It returns the host veth and eth0's MAC; the
+// error says what is wrong.
+func checkNetwork(instance string, ep *Endpoint) (netlink.Link, string, error) {
 	if !isNetNS(ep.NetNSPath) {
-		return nil, fmt.Errorf("network namespace %s is gone", ep.NetNSPath)
+		return nil, "", fmt.Errorf("network namespace %s is gone", ep.NetNSPath)
 	}
 	l, err := netlink.LinkByName(ep.HostIfName)
 	if err != nil {
-		return nil, fmt.Errorf("host interface %s is gone", ep.HostIfName)
+		return nil, "", fmt.Errorf("host interface %s is gone", ep.HostIfName)
 	}
 	if l.Type() != "veth" || l.Attrs().Alias != linkAlias(instance, ep.Key()) {
-		return nil, fmt.Errorf("host interface %s is not this endpoint's veth (type %s, alias %q)", ep.HostIfName, l.Type(), l.Attrs().Alias)
+		return nil, "", fmt.Errorf("host interface %s is not this endpoint's veth (type %s, alias %q)", ep.HostIfName, l.Type(), l.Attrs().Alias)
 	}
 	if l.Attrs().Index != ep.HostIfIndex {
-		return nil, fmt.Errorf("host interface %s was re-created (index %d, was %d)", ep.HostIfName, l.Attrs().Index, ep.HostIfIndex)
+		return nil, "", fmt.Errorf("host interface %s was re-created (index %d, was %d)", ep.HostIfName, l.Attrs().Index, ep.HostIfIndex)
 	}
 	ns, err := netns.GetFromPath(ep.NetNSPath)
 	if err != nil {
-		return nil, fmt.Errorf("open network namespace %s: %w", ep.NetNSPath, err)
+		return nil, "", fmt.Errorf("open network namespace %s: %w", ep.NetNSPath, err)
 	}
 	defer ns.Close()
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		return nil, fmt.Errorf("netlink in %s: %w", ep.NetNSPath, err)
+		return nil, "", fmt.Errorf("netlink in %s: %w", ep.NetNSPath, err)
 	}
 	defer h.Close()
 	eth, err := h.LinkByName(podIfName)
 	if err != nil {
-		return nil, fmt.Errorf("%s has no %s", ep.NetNSPath, podIfName)
+		return nil, "", fmt.Errorf("%s has no %s", ep.NetNSPath, podIfName)
 	}
 	if eth.Attrs().ParentIndex != ep.HostIfIndex {
-		return nil, fmt.Errorf("%s in %s is not the peer of %s", podIfName, ep.NetNSPath, ep.HostIfName)
+		return nil, "", fmt.Errorf("%s in %s is not the peer of %s", podIfName, ep.NetNSPath, ep.HostIfName)
 	}
 	addrs, err := h.AddrList(eth, netlink.FAMILY_ALL)
 	if err != nil {
-		return nil, fmt.Errorf("addresses of %s in %s: %w", podIfName, ep.NetNSPath, err)
+		return nil, "", fmt.Errorf("addresses of %s in %s: %w", podIfName, ep.NetNSPath, err)
 	}
 	for _, want := range []netip.Addr{ep.IPv4, ep.IPv6} {
 		if !want.IsValid() {
@@ -305,10 +307,10 @@ func checkNetwork(instance string, ep *Endpoint) (netlink.Link, error) {
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("%s in %s lost address %v", podIfName, ep.NetNSPath, want)
+			return nil, "", fmt.Errorf("%s in %s lost address %v", podIfName, ep.NetNSPath, want)
 		}
 	}
-	return l, nil
+	return l, eth.Attrs().HardwareAddr.String(), nil
 }
 
 // ownedLinks returns the host interfaces of instance: veths whose alias

@@ -257,7 +257,14 @@ func (m *Manager) createLinks(ctx context.Context, e *entry) error {
 	if err != nil {
 		return fmt.Errorf("host interface %s: MAC %q: %w", ep.HostIfName, ep.HostMAC, err)
 	}
-	return setupPod(ep.NetNSPath, mac, &ep)
+	podMAC, err := setupPod(ep.NetNSPath, mac, &ep)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	e.ep.MAC = podMAC
+	m.mu.Unlock()
+	return nil
 }
 
 // ensureNAT installs the instance's masquerade table once per Manager.

@@ -63,6 +63,9 @@ func TestEndpointLifecycle(t *testing.T) {
 		if err != nil || l.Attrs().Index != ep.HostIfIndex || l.Attrs().Alias != "rampart:"+cfg.Instance+":"+ep.Key().String() {
 			t.Errorf("%s: host link %v, %v", ep.Key(), l, err)
 		}
+		if mac := podMAC(t, ep); ep.MAC == "" || ep.MAC != mac {
+			t.Errorf("%s: MAC %q, eth0 has %q", ep.Key(), ep.MAC, mac)
+		}
 		for _, key := range []string{"ipv4/conf/%s/forwarding", "ipv4/conf/%s/proxy_arp", "ipv4/conf/%s/rp_filter", "ipv6/conf/%s/force_forwarding"} {
 			b, err := os.ReadFile("/proc/sys/net/" + fmt.Sprintf(key, ep.HostIfName))
 			if err != nil || strings.TrimSpace(string(b)) != "1" {
@@ -394,6 +397,9 @@ func TestRestoreAfterManagerKilled(t *testing.T) {
 	after, _ := m.Get(before.Key())
 	if after.State != endpoint.StateRunning || after.Process.PID != before.Process.PID {
 		t.Errorf("after restore: %+v", after)
+	}
+	if mac := podMAC(t, after); after.MAC != mac || after.MAC != before.MAC {
+		t.Errorf("after restore: MAC %q, was %q, eth0 has %q", after.MAC, before.MAC, mac)
 	}
 	// Logs keep going.
 	n1 := len(logText(t, m, before.Key()))

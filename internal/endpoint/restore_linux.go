@@ -116,14 +116,15 @@ func (m *Manager) restoreOne(e *entry, rep *RestoreReport) error {
 	_, allocated := m.ipam.Get(ep.ID)
 	m.mu.Unlock()
 
-	problem := ""
+	problem, mac := "", ""
 	switch {
 	case ep.State == StateCreating:
 		problem = "creation did not finish"
 	case !allocated:
 		problem = fmt.Sprintf("id %d has no address allocation in %s", ep.ID, ipamFile)
 	default:
-		l, err := checkNetwork(m.cfg.Instance, &ep)
+		l, podMAC, err := checkNetwork(m.cfg.Instance, &ep)
+		mac = podMAC
 		if err != nil {
 			problem = err.Error()
 			break
@@ -155,6 +156,9 @@ func (m *Manager) restoreOne(e *entry, rep *RestoreReport) error {
 	}
 	if alive {
 		rep.Running = append(rep.Running, ep.Key())
+	}
+	if mac != "" {
+		e.ep.MAC = mac // recorded by versions before the field, or changed
 	}
 	switch {
 	case problem != "":

@@ -264,6 +264,11 @@ type Endpoint struct {
 	HostIfName  string `json:"hostIfName"`
 	HostIfIndex int    `json:"hostIfIndex"`
 	HostMAC     string `json:"hostMAC,omitempty"`
+	// MAC is the address of eth0 in the namespace, which the datapath
+	// writes as the Ethernet destination when it delivers a packet from
+	// another endpoint straight into the namespace. Records written before
+	// it existed get it from Restore.
+	MAC string `json:"mac,omitempty"`
 	// LogPath is the file the process's stdout and stderr go to.
 	LogPath string    `json:"logPath"`
 	Created time.Time `json:"created"`

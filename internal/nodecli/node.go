@@ -56,6 +56,7 @@ func newUpCmd(s cli.Streams, socket *string) *cobra.Command {
 		cfg              agent.Config
 		cidr4, cidr6     string
 		logJSON, verbose bool
+		localRedirect    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -77,6 +78,7 @@ place; "rampart down --cleanup" removes everything it created.`,
 				return err
 			}
 			cfg.Socket = api.SocketPath(*socket)
+			cfg.DisableLocalRedirect = !localRedirect
 			level := slog.LevelInfo
 			if verbose {
 				level = slog.LevelDebug
@@ -104,6 +106,7 @@ place; "rampart down --cleanup" removes everything it created.`,
 	f.StringVar(&cfg.EtcdCert, "etcd-certfile", "", "client certificate for the external etcd")
 	f.StringVar(&cfg.EtcdKey, "etcd-keyfile", "", "client key for the external etcd")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9962", "loopback address of the Prometheus /metrics endpoint (empty: off)")
+	f.BoolVar(&localRedirect, "local-redirect", true, "deliver traffic between endpoints from one endpoint's veth straight into the other's namespace (false: route it through the host)")
 	f.BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug records")
 	return cmd
