@@ -283,6 +283,17 @@ func (b *bench) tearDown(s *setup) error {
 			errs = append(errs, fmt.Errorf("detach datapath: %w", err))
 		} else if ec.Forwarded[0] == 0 || ec.Forwarded[1] == 0 {
 			errs = append(errs, fmt.Errorf("datapath forwarded %d packets at the client, %d at the server: not on the path", ec.Forwarded[0], ec.Forwarded[1]))
+		} else if b.o.localRedirect {
+			// Delivered locally, packets to the endpoints never leave the
+			// router's veths; the few that do are the router's own.
+			tx, err := s.t.routerTx()
+			fwd := ec.Forwarded[0] + ec.Forwarded[1]
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case tx*10 > fwd:
+				errs = append(errs, fmt.Errorf("the router's veths sent %d packets to the endpoints for %d forwarded: local delivery is not on the path", tx, fwd))
+			}
 		}
 	}
 	if s.t != nil {

@@ -141,6 +141,25 @@ func wire(rh *netlink.Handle, ns netns.NsHandle, hostName string, gw, addr netip
 	return wired{ifindex: hl.Attrs().Index, hostMAC: hl.Attrs().HardwareAddr, podMAC: eth.Attrs().HardwareAddr}, nil
 }
 
+// routerTx returns how many packets the router's veths sent to the
+// endpoints, that is the packets the router namespace routed to them.
+func (t *topology) routerTx() (uint64, error) {
+	rh, err := netlink.NewHandleAt(t.router)
+	if err != nil {
+		return 0, fmt.Errorf("netlink in router netns: %w", err)
+	}
+	defer rh.Close()
+	var n uint64
+	for _, name := range []string{clientVethName, serverVethName} {
+		l, err := rh.LinkByName(name)
+		if err != nil {
+			return 0, fmt.Errorf("router veth %s: %w", name, err)
+		}
+		n += l.Attrs().Statistics.TxPackets
+	}
+	return n, nil
+}
+
 func setUp(h *netlink.Handle, name string) error {
 	l, err := h.LinkByName(name)
 	if err != nil {
