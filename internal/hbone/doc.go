@@ -18,8 +18,8 @@
 //     record and system call, under the connection's write lock.
 //   - The connection's reader delivers a DATA frame's payload straight to the
 //     socket the stream is spliced to (Stream.Splice) with one non-blocking
-//     write, and queues it for the splicing goroutine only when that socket
-//     is full. Flow control bounds the queue.
+//     raw write (package sockio), and queues it for the splicing goroutine
+//     only when that socket is full. Flow control bounds the queue.
 //   - Windows are large (1 MiB per stream, 4 MiB per connection) and are
 //     returned only when half is used, so WINDOW_UPDATE frames are rare.
 //   - The reader never waits for the write lock: its frames (window

@@ -1,9 +1,18 @@
 package hbone
 
 import (
-	"net"
+	"io"
 	"sync"
+	"syscall"
 )
+
+// Socket is what a stream can be spliced to: a TCP connection, as a
+// *net.TCPConn or a *sockio.Conn.
+type Socket interface {
+	io.ReadWriteCloser
+	CloseWrite() error
+	SyscallConn() (syscall.RawConn, error)
+}
 
 // Splice joins the stream to tc until both directions ended, passing each
 // half-close on, and returns the bytes that went to tc (in) and came from
@@ -12,7 +21,7 @@ import (
 // only what does not fit is queued and written from here. An error in
 // either direction (a reset stream, a reset socket) aborts both, and is
 // returned. The caller closes tc afterwards.
-func (s *Stream) Splice(tc *net.TCPConn) (in, out int64, err error) {
+func (s *Stream) Splice(tc Socket) (in, out int64, err error) {
 	rc, err := tc.SyscallConn()
 	if err != nil {
 		s.Close()
@@ -56,7 +65,7 @@ func (s *Stream) Splice(tc *net.TCPConn) (in, out int64, err error) {
 
 // drain writes what the reader queued for the sink, in order, until the
 // peer's END_STREAM (then half-closes tc) or an abort.
-func (s *Stream) drain(tc *net.TCPConn) error {
+func (s *Stream) drain(tc Socket) error {
 	c := s.c
 	for {
 		s.mu.Lock()

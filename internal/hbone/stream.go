@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/net/http2"
+
+	"github.com/rampartsec/rampart/internal/sockio"
 )
 
 var (
@@ -332,7 +334,7 @@ func (s *Stream) receive(data []byte, n int64, end bool) error {
 	}
 	consumed := n - int64(len(data)) // padding
 	if len(data) > 0 && s.sink != nil && len(s.queue) == 0 && !s.draining {
-		w, err := tryWrite(s.sink, data)
+		w, err := sockio.TryWrite(s.sink, data)
 		s.delivered += int64(w)
 		consumed += int64(w)
 		data = data[w:]

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/rampartsec/rampart/internal/sockio"
 )
 
 // HTTP/1.1 on L7 ports. Each inspected connection (an HBONE stream or a
@@ -81,7 +83,7 @@ type http1Conn struct {
 	conn Connection
 	rec  Record // the connection's; each request's record starts as a copy
 
-	up  *net.TCPConn // to the application, nil until needed
+	up  *sockio.Conn // to the application, nil until needed
 	ubr *bufio.Reader
 	ubw *bufio.Writer
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rampartsec/rampart/internal/hbone"
 )
 
 // halfConn is a connection whose write direction can be closed alone:
@@ -38,7 +40,7 @@ func (p *Proxy) handleOutbound(ws *workloadState, c net.Conn) {
 		p.finish(rec, start)
 		return
 	}
-	p.forward(ws, c, dst, rec)
+	p.forward(ws, raw(c), dst, rec)
 }
 
 // Forward serves c, a connection the workload namespace/name opened to
@@ -62,7 +64,7 @@ func (p *Proxy) Forward(namespace, name string, c net.Conn, dst netip.AddrPort) 
 	defer ws.untrack(c)
 	rec := Record{Kind: RecordConnection, Reporter: ReporterSource, SourceWorkload: ws.w.Key(), Start: time.Now()}
 	rec.Source, _ = netip.ParseAddrPort(c.RemoteAddr().String())
-	p.forward(ws, c, dst, rec)
+	p.forward(ws, raw(c), dst, rec)
 	return nil
 }
 
@@ -296,12 +298,12 @@ func splice(client, upstream halfConn) (up, down int64, err error) {
 }
 
 // asSplice returns a and b as a tunnel and a TCP connection, or nil.
-func asSplice(a, b halfConn) (*tunnelConn, *net.TCPConn) {
+func asSplice(a, b halfConn) (*tunnelConn, hbone.Socket) {
 	t, ok := a.(*tunnelConn)
 	if !ok {
 		return nil, nil
 	}
-	tc, ok := b.(*net.TCPConn)
+	tc, ok := b.(hbone.Socket)
 	if !ok {
 		return nil, nil
 	}

@@ -1,0 +1,132 @@
+// Package sockio reads and writes TCP sockets with raw system calls.
+//
+// Go's net package enters the scheduler's syscall state for every read and
+// write (entersyscall and exitsyscall). When a system call takes longer
+// than a sysmon tick (20 µs) while the goroutine's processor has other work
+// queued, the runtime hands the processor to another thread; that thread
+// and sysmon, which then keeps polling every 20 µs, wake up and sleep
+// thousands of times a second. A write to a loopback or veth socket does
+// the receiver's TCP processing in the writer's context, and on a virtual
+// machine takes tens of microseconds, so a proxy moving small messages
+// spends more CPU in those context switches than in its own work: the
+// mesh benchmark measured about a third of the proxy's CPU in thread
+// switches and sysmon (docs/bench-mesh.md).
+//
+// Reads and writes of a non-blocking socket never block: they return
+// EAGAIN instead. Conn makes them as raw system calls through the
+// socket's syscall.RawConn, which keeps the goroutine on its processor for
+// their duration, and waits on Go's poller exactly as net does when the
+// socket is not ready. Deadlines set on the socket still apply.
+package sockio
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// Conn is a TCP connection whose reads and writes are raw system calls.
+// Everything else is the *net.TCPConn's.
+type Conn struct {
+	*net.TCPConn
+	rc syscall.RawConn
+}
+
+// New wraps c.
+func New(c *net.TCPConn) (*Conn, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{TCPConn: c, rc: rc}, nil
+}
+
+// Read reads into b, waiting on the poller while nothing is there.
+func (c *Conn) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	var (
+		n     int
+		errno syscall.Errno
+	)
+	err := c.rc.Read(func(fd uintptr) bool {
+		n, errno = rawRead(fd, b)
+		return errno != syscall.EAGAIN
+	})
+	switch {
+	case err != nil:
+		return 0, c.opError("read", err)
+	case errno != 0:
+		return 0, c.opError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// Write writes all of b, waiting on the poller while the socket is full.
+func (c *Conn) Write(b []byte) (int, error) {
+	written := 0
+	var errno syscall.Errno
+	err := c.rc.Write(func(fd uintptr) bool {
+		for written < len(b) {
+			var n int
+			n, errno = rawWrite(fd, b[written:])
+			if errno != 0 {
+				return errno != syscall.EAGAIN
+			}
+			written += n
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return written, c.opError("write", err)
+	case errno != 0 && errno != syscall.EAGAIN:
+		return written, c.opError("write", errno)
+	}
+	return written, nil
+}
+
+// TryWrite writes as much of b as fits now and never waits: n < len(b)
+// with a nil error means the socket is full.
+func (c *Conn) TryWrite(b []byte) (int, error) {
+	return TryWrite(c.rc, b)
+}
+
+// TryWrite is Conn.TryWrite for any socket's RawConn.
+func TryWrite(rc syscall.RawConn, b []byte) (int, error) {
+	var (
+		n     int
+		errno syscall.Errno
+	)
+	err := rc.Write(func(fd uintptr) bool {
+		n, errno = rawWrite(fd, b)
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 && errno != syscall.EAGAIN {
+		return 0, errno
+	}
+	return n, nil
+}
+
+// ReadFrom and WriteTo hide the TCPConn's, which would bypass Read and
+// Write (and splice through a pipe with blocking system calls): io.Copy
+// then uses this type's Read and Write.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) { return io.Copy(writerOnly{c}, r) }
+func (c *Conn) WriteTo(w io.Writer) (int64, error)  { return io.Copy(w, readerOnly{c}) }
+
+type writerOnly struct{ io.Writer }
+type readerOnly struct{ io.Reader }
+
+func (c *Conn) opError(op string, err error) error {
+	if en, ok := err.(syscall.Errno); ok {
+		err = os.NewSyscallError(op, en)
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
