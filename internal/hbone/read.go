@@ -168,7 +168,18 @@ func (c *Conn) acceptLocked(f *http2.MetaHeadersFrame) error {
 		status = 400
 	}
 	if status != 0 {
-		s.Respond(status)
+		// Queued, not written here: the reader never waits for the
+		// write lock.
+		s.responded = true
+		c.mu.Lock()
+		s.sentEnd = true
+		c.mu.Unlock()
+		c.queueCtl(func(fr *http2.Framer) error {
+			c.hbuf.Reset()
+			c.henc.WriteField(hpackStatus(status))
+			return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true, EndStream: true})
+		})
+		s.abort(&StatusError{Status: status})
 		return nil
 	}
 	if f.StreamEnded() {
