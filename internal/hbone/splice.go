@@ -4,6 +4,8 @@ import (
 	"io"
 	"sync"
 	"syscall"
+
+	"github.com/rampartsec/rampart/internal/sockio"
 )
 
 // Socket is what a stream can be spliced to: a TCP connection, as a
@@ -14,6 +16,16 @@ type Socket interface {
 	SyscallConn() (syscall.RawConn, error)
 }
 
+// tryWriter writes what fits into a socket without waiting.
+// *sockio.Conn is one; any other Socket is written through its RawConn.
+type tryWriter interface {
+	TryWrite(b []byte) (int, error)
+}
+
+type rawTryWriter struct{ rc syscall.RawConn }
+
+func (w rawTryWriter) TryWrite(b []byte) (int, error) { return sockio.TryWrite(w.rc, b) }
+
 // Splice joins the stream to tc until both directions ended, passing each
 // half-close on, and returns the bytes that went to tc (in) and came from
 // it (out). The peer's payload is written to tc by the connection's reader
@@ -22,13 +34,17 @@ type Socket interface {
 // either direction (a reset stream, a reset socket) aborts both, and is
 // returned. The caller closes tc afterwards.
 func (s *Stream) Splice(tc Socket) (in, out int64, err error) {
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		s.Close()
-		return 0, 0, err
+	sink, ok := tc.(tryWriter)
+	if !ok {
+		rc, err := tc.SyscallConn()
+		if err != nil {
+			s.Close()
+			return 0, 0, err
+		}
+		sink = rawTryWriter{rc}
 	}
 	s.mu.Lock()
-	s.sink = rc
+	s.sink = sink
 	s.mu.Unlock()
 
 	var (

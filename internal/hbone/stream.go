@@ -6,11 +6,8 @@ import (
 	"io"
 	"strconv"
 	"sync"
-	"syscall"
 
 	"golang.org/x/net/http2"
-
-	"github.com/rampartsec/rampart/internal/sockio"
 )
 
 var (
@@ -46,7 +43,7 @@ type Stream struct {
 	recvEnd     bool  // END_STREAM received
 	rerr        error // why the stream was aborted
 	draining    bool  // Splice is writing queued payload outside mu
-	sink        syscall.RawConn
+	sink        tryWriter
 	sinkErr     error
 	delivered   int64 // payload written to the sink
 	recvAvail   int64 // stream receive window left
@@ -334,7 +331,7 @@ func (s *Stream) receive(data []byte, n int64, end bool) error {
 	}
 	consumed := n - int64(len(data)) // padding
 	if len(data) > 0 && s.sink != nil && len(s.queue) == 0 && !s.draining {
-		w, err := sockio.TryWrite(s.sink, data)
+		w, err := s.sink.TryWrite(data)
 		s.delivered += int64(w)
 		consumed += int64(w)
 		data = data[w:]

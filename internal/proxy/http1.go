@@ -89,6 +89,7 @@ type http1Conn struct {
 
 	in, out   int64 // bytes from and to the client
 	forwarded bool
+	metrics   requestMetrics
 }
 
 func (h *http1Conn) serve() {
@@ -141,7 +142,8 @@ func (h *http1Conn) serveRequest(req *http.Request) bool {
 		rec := h.rec
 		rec.Kind, rec.Start, rec.Method, rec.Status = RecordRequest, start, req.Method, status
 		rec.Reason = "request target " + strconv.Quote(req.RequestURI) + " not served"
-		h.p.finish(rec, start)
+		rec.Duration = time.Since(start)
+		h.p.emitRequest(rec, &h.metrics)
 		return false
 	}
 	path, query := splitTarget(req)
@@ -184,7 +186,8 @@ func (h *http1Conn) serveRequest(req *http.Request) bool {
 		rec.Status, rec.BytesSent, keep = h.forward(req, target, keep, retryable)
 	}
 	rec.BytesReceived = body.n.Load()
-	h.p.finish(rec, start)
+	rec.Duration = time.Since(start)
+	h.p.emitRequest(rec, &h.metrics)
 	return keep
 }
 

@@ -180,15 +180,41 @@ func label(key string) string {
 	return key
 }
 
+// requestMetrics holds a connection's request metrics for the status code
+// of its last request: the requests of one connection share their
+// workloads and mostly their status, so the label lookups (hashing three
+// strings, twice) are done once per connection and code, not per request.
+type requestMetrics struct {
+	code  int
+	count prometheus.Counter
+	dur   prometheus.Observer
+}
+
+// emitRequest is emit for a request record, with m caching the metrics of
+// its connection.
+func (p *Proxy) emitRequest(r Record, m *requestMetrics) {
+	if m.count == nil || m.code != r.Status {
+		src, dst, code := label(r.SourceWorkload), label(r.DestinationWorkload), strconv.Itoa(r.Status)
+		*m = requestMetrics{
+			code:  r.Status,
+			count: p.metrics.requests.WithLabelValues(src, dst, code),
+			dur:   p.metrics.duration.WithLabelValues(src, dst, code),
+		}
+	}
+	m.count.Inc()
+	m.dur.Observe(r.Duration.Seconds())
+	p.record(r)
+}
+
 // emit counts r in the metrics and hands it to the recorder. A panicking
 // recorder loses the record, not the connection.
 func (p *Proxy) emit(r Record) {
 	src, dst := label(r.SourceWorkload), label(r.DestinationWorkload)
 	switch r.Kind {
 	case RecordRequest:
-		code := strconv.Itoa(r.Status)
-		p.metrics.requests.WithLabelValues(src, dst, code).Inc()
-		p.metrics.duration.WithLabelValues(src, dst, code).Observe(r.Duration.Seconds())
+		var m requestMetrics
+		p.emitRequest(r, &m)
+		return
 	case RecordConnection:
 		rep := string(r.Reporter)
 		switch {
@@ -207,6 +233,12 @@ func (p *Proxy) emit(r Record) {
 		p.metrics.sent.WithLabelValues(rep, src, dst).Add(float64(r.BytesSent))
 		p.metrics.received.WithLabelValues(rep, src, dst).Add(float64(r.BytesReceived))
 	}
+	p.record(r)
+}
+
+// record hands r to the recorder. A panicking recorder loses the record,
+// not the connection.
+func (p *Proxy) record(r Record) {
 	if p.cfg.Recorder == nil {
 		return
 	}

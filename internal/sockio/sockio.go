@@ -23,6 +23,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 )
 
@@ -31,6 +32,23 @@ import (
 type Conn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+
+	// The functions handed to the RawConn are made once, not per call
+	// (a closure passed through the interface would be allocated every
+	// time); their arguments and results travel in these fields, under
+	// the direction's lock.
+	rmu    sync.Mutex
+	rbuf   []byte
+	rn     int
+	rerrno syscall.Errno
+	readFn func(uintptr) bool
+
+	wmu     sync.Mutex
+	wbuf    []byte
+	wn      int
+	werrno  syscall.Errno
+	wait    bool // Write: wait for room; TryWrite: do not
+	writeFn func(uintptr) bool
 }
 
 // New wraps c.
@@ -39,7 +57,33 @@ func New(c *net.TCPConn) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{TCPConn: c, rc: rc}, nil
+	sc := &Conn{TCPConn: c, rc: rc}
+	sc.readFn = sc.read
+	sc.writeFn = sc.write
+	return sc, nil
+}
+
+// read is the RawConn read function: false (wait on the poller) while the
+// socket has nothing.
+func (c *Conn) read(fd uintptr) bool {
+	c.rn, c.rerrno = rawRead(fd, c.rbuf)
+	return c.rerrno != syscall.EAGAIN
+}
+
+// write is the RawConn write function: it writes until wbuf is all
+// written, the socket is full (then false, to wait, unless !wait) or an
+// error.
+func (c *Conn) write(fd uintptr) bool {
+	for c.wn < len(c.wbuf) {
+		n, errno := rawWrite(fd, c.wbuf[c.wn:])
+		if errno != 0 {
+			c.werrno = errno
+			return errno != syscall.EAGAIN || !c.wait
+		}
+		c.wn += n
+	}
+	c.werrno = 0
+	return true
 }
 
 // Read reads into b, waiting on the poller while nothing is there.
@@ -47,14 +91,12 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	err := c.rc.Read(func(fd uintptr) bool {
-		n, errno = rawRead(fd, b)
-		return errno != syscall.EAGAIN
-	})
+	c.rmu.Lock()
+	c.rbuf = b
+	err := c.rc.Read(c.readFn)
+	n, errno := c.rn, c.rerrno
+	c.rbuf = nil
+	c.rmu.Unlock()
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -68,35 +110,40 @@ func (c *Conn) Read(b []byte) (int, error) {
 
 // Write writes all of b, waiting on the poller while the socket is full.
 func (c *Conn) Write(b []byte) (int, error) {
-	written := 0
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for written < len(b) {
-			var n int
-			n, errno = rawWrite(fd, b[written:])
-			if errno != 0 {
-				return errno != syscall.EAGAIN
-			}
-			written += n
-		}
-		return true
-	})
+	n, errno, err := c.writeBuf(b, true)
 	switch {
 	case err != nil:
-		return written, c.opError("write", err)
-	case errno != 0 && errno != syscall.EAGAIN:
-		return written, c.opError("write", errno)
+		return n, c.opError("write", err)
+	case errno != 0:
+		return n, c.opError("write", errno)
 	}
-	return written, nil
+	return n, nil
 }
 
 // TryWrite writes as much of b as fits now and never waits: n < len(b)
 // with a nil error means the socket is full.
 func (c *Conn) TryWrite(b []byte) (int, error) {
-	return TryWrite(c.rc, b)
+	n, errno, err := c.writeBuf(b, false)
+	switch {
+	case err != nil:
+		return n, c.opError("write", err)
+	case errno != 0 && errno != syscall.EAGAIN:
+		return n, c.opError("write", errno)
+	}
+	return n, nil
 }
 
-// TryWrite is Conn.TryWrite for any socket's RawConn.
+func (c *Conn) writeBuf(b []byte, wait bool) (int, syscall.Errno, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf, c.wn, c.werrno, c.wait = b, 0, 0, wait
+	err := c.rc.Write(c.writeFn)
+	c.wbuf = nil
+	return c.wn, c.werrno, err
+}
+
+// TryWrite is Conn.TryWrite for any socket's RawConn (it allocates a
+// closure per call; Conn's does not).
 func TryWrite(rc syscall.RawConn, b []byte) (int, error) {
 	var (
 		n     int
