@@ -80,12 +80,13 @@ func (s *Stream) Splice(tc Socket) (in, out int64, err error) {
 }
 
 // drain writes what the reader queued for the sink, in order, until the
-// peer's END_STREAM (then half-closes tc) or an abort.
+// peer's END_STREAM (then half-closes tc) or an abort. The reader appends
+// to one buffer while this writes the other.
 func (s *Stream) drain(tc Socket) error {
 	c := s.c
 	for {
 		s.mu.Lock()
-		for len(s.queue) == 0 && !s.recvEnd && s.rerr == nil {
+		for s.pendingLen() == 0 && !s.recvEnd && s.rerr == nil {
 			s.cond.Wait()
 		}
 		if s.rerr != nil {
@@ -94,42 +95,36 @@ func (s *Stream) drain(tc Socket) error {
 			s.mu.Unlock()
 			return err
 		}
-		if len(s.queue) == 0 {
+		if s.pendingLen() == 0 {
 			s.sink = nil
 			s.mu.Unlock()
 			tc.CloseWrite()
 			return nil
 		}
-		q := s.queue
-		s.queue = nil
+		buf := s.pending
+		q := buf[s.off:]
+		s.pending, s.off, s.spare = s.spare, 0, nil
 		s.draining = true
 		s.mu.Unlock()
-		for i, b := range q {
-			n, err := tc.Write(b)
-			s.mu.Lock()
-			s.delivered += int64(n)
-			s.queued -= int64(n)
-			back := s.ackLocked(int64(n))
-			if err != nil {
-				s.draining = false
-				// What was taken off the queue and not written goes
-				// back to the connection's window with the abort.
-				rest := int64(len(b) - n)
-				for _, r := range q[i+1:] {
-					rest += int64(len(r))
-				}
-				s.queued -= rest
-				s.sinkErr = err
-				s.mu.Unlock()
-				c.windowUpdate(s.id, back, c.consumedConn(int64(n)+rest))
-				s.Close()
-				return err
-			}
-			s.mu.Unlock()
-			c.windowUpdate(s.id, back, c.consumedConn(int64(n)))
-		}
+
+		n, err := tc.Write(q)
 		s.mu.Lock()
+		s.delivered += int64(n)
+		back := s.ackLocked(int64(n))
 		s.draining = false
+		if s.rerr == nil {
+			s.spare = reuse(buf)
+		}
+		if err != nil {
+			s.sinkErr = err
+			s.mu.Unlock()
+			// What was taken for this write and not written goes back to
+			// the connection's window with it; the rest goes with the abort.
+			c.windowUpdate(s.id, back, c.consumedConn(int64(len(q))))
+			s.Close()
+			return err
+		}
 		s.mu.Unlock()
+		c.windowUpdate(s.id, back, c.consumedConn(int64(n)))
 	}
 }

@@ -1,7 +1,6 @@
 package hbone
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"strconv"
@@ -38,8 +37,9 @@ type Stream struct {
 	cond        sync.Cond // data queued, the end reached, or aborted
 	status      int       // client: the answer's status
 	responded   bool      // server: Respond was called
-	queue       [][]byte  // received payload not yet delivered
-	queued      int64
+	pending     []byte // received payload not yet delivered, from off
+	off         int
+	spare       []byte // the other buffer, while Splice writes one
 	recvEnd     bool  // END_STREAM received
 	rerr        error // why the stream was aborted
 	draining    bool  // Splice is writing queued payload outside mu
@@ -92,7 +92,7 @@ func (s *Stream) Respond(status int) error {
 // half-closed its direction.
 func (s *Stream) Read(b []byte) (int, error) {
 	s.mu.Lock()
-	for len(s.queue) == 0 && !s.recvEnd && s.rerr == nil {
+	for s.pendingLen() == 0 && !s.recvEnd && s.rerr == nil {
 		s.cond.Wait()
 	}
 	if s.rerr != nil {
@@ -100,18 +100,15 @@ func (s *Stream) Read(b []byte) (int, error) {
 		s.mu.Unlock()
 		return 0, err
 	}
-	if len(s.queue) == 0 {
+	if s.pendingLen() == 0 {
 		s.mu.Unlock()
 		return 0, io.EOF
 	}
-	n := copy(b, s.queue[0])
-	if n == len(s.queue[0]) {
-		s.queue[0] = nil
-		s.queue = s.queue[1:]
-	} else {
-		s.queue[0] = s.queue[0][n:]
+	n := copy(b, s.pending[s.off:])
+	s.off += n
+	if s.off == len(s.pending) {
+		s.pending, s.off = reuse(s.pending), 0
 	}
-	s.queued -= int64(n)
 	back := s.ackLocked(int64(n))
 	s.mu.Unlock()
 	s.c.windowUpdate(s.id, back, s.c.consumedConn(int64(n)))
@@ -260,8 +257,8 @@ func (s *Stream) abort(err error) {
 	if s.rerr == nil {
 		s.rerr = err
 	}
-	dropped := s.queued
-	s.queue, s.queued = nil, 0
+	dropped := int64(s.pendingLen())
+	s.pending, s.off, s.spare = nil, 0, nil
 	s.cond.Broadcast()
 	s.mu.Unlock()
 	s.answer.Do(func() { close(s.answered) })
@@ -272,6 +269,23 @@ func (s *Stream) abort(err error) {
 	c.sendCond.Broadcast()
 	c.mu.Unlock()
 	c.windowUpdate(0, 0, c.consumedConn(dropped))
+}
+
+// pendingLen is how many received bytes wait to be delivered; s.mu is
+// held.
+func (s *Stream) pendingLen() int { return len(s.pending) - s.off }
+
+// maxKeep is the largest receive buffer kept for reuse once emptied: a
+// burst of a stream's whole window is not held for the stream's life.
+const maxKeep = 64 << 10
+
+// reuse returns an emptied buffer to append to again: b itself, or nil
+// if it grew large.
+func reuse(b []byte) []byte {
+	if cap(b) > maxKeep {
+		return nil
+	}
+	return b[:0]
 }
 
 // forgetIfDone removes the stream from its connection once both
@@ -330,7 +344,7 @@ func (s *Stream) receive(data []byte, n int64, end bool) error {
 		return nil
 	}
 	consumed := n - int64(len(data)) // padding
-	if len(data) > 0 && s.sink != nil && len(s.queue) == 0 && !s.draining {
+	if len(data) > 0 && s.sink != nil && s.pendingLen() == 0 && !s.draining {
 		w, err := s.sink.TryWrite(data)
 		s.delivered += int64(w)
 		consumed += int64(w)
@@ -344,8 +358,7 @@ func (s *Stream) receive(data []byte, n int64, end bool) error {
 		}
 	}
 	if len(data) > 0 {
-		s.queue = append(s.queue, bytes.Clone(data))
-		s.queued += int64(len(data))
+		s.pending = append(s.pending, data...)
 	}
 	if len(data) > 0 || end {
 		s.cond.Broadcast()

@@ -166,10 +166,9 @@ func (h *http1Conn) serveRequest(req *http.Request) bool {
 	rec.Allowed, rec.Policy, rec.Reason = d.Allow, d.Policy, d.Reason
 	rec.forwarded = false
 	retryable := req.Body == http.NoBody
-	body := &countingBody{ReadCloser: req.Body}
+	var body *countingBody
 	if !retryable {
-		// Not NoBody itself, which Request.Write must recognise: a
-		// body it cannot size it probes with a goroutine and a timer.
+		body = &countingBody{ReadCloser: req.Body}
 		req.Body = body
 	}
 	keep := !req.Close
@@ -185,7 +184,9 @@ func (h *http1Conn) serveRequest(req *http.Request) bool {
 		h.forwarded = true
 		rec.Status, rec.BytesSent, keep = h.forward(req, target, keep, retryable)
 	}
-	rec.BytesReceived = body.n.Load()
+	if body != nil {
+		rec.BytesReceived = body.n.Load()
+	}
 	rec.Duration = time.Since(start)
 	h.p.emitRequest(rec, &h.metrics)
 	return keep
