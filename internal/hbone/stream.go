@@ -37,12 +37,12 @@ type Stream struct {
 	cond        sync.Cond // data queued, the end reached, or aborted
 	status      int       // client: the answer's status
 	responded   bool      // server: Respond was called
-	pending     []byte // received payload not yet delivered, from off
+	pending     []byte    // received payload not yet delivered, from off
 	off         int
 	spare       []byte // the other buffer, while Splice writes one
-	recvEnd     bool  // END_STREAM received
-	rerr        error // why the stream was aborted
-	draining    bool  // Splice is writing queued payload outside mu
+	recvEnd     bool   // END_STREAM received
+	rerr        error  // why the stream was aborted
+	draining    bool   // Splice is writing queued payload outside mu
 	sink        tryWriter
 	sinkErr     error
 	delivered   int64 // payload written to the sink
