@@ -38,6 +38,11 @@ import (
 // head arriving, and the application's answer.
 
 const (
+	// maxHeadBytes bounds a request's line and header (64 KiB, as the
+	// proxy's net/http server had), counted from the connection: more
+	// gets 431 and the connection closed. http.ReadRequest itself has no
+	// bound.
+	maxHeadBytes = 64 << 10
 	// maxDiscard is how much of a denied request's body is read away to
 	// keep the connection open; a larger body closes it instead.
 	maxDiscard = 256 << 10
@@ -60,7 +65,8 @@ var l7Bufs = sync.Pool{New: func() any { b := make([]byte, l7BufSize); return &b
 // Prior-knowledge HTTP/2 (gRPC) goes to net/http's server.
 func (p *Proxy) serveL7(ws *workloadState, c halfConn, conn Connection, rec Record) {
 	h := &http1Conn{p: p, ws: ws, c: c, conn: conn, rec: rec}
-	h.br = bufio.NewReaderSize(readCounter{c, &h.in}, l7BufSize)
+	h.rc = &readCounter{r: c, n: &h.in}
+	h.br = bufio.NewReaderSize(h.rc, l7BufSize)
 	h.bw = bufio.NewWriterSize(writeCounter{c, &h.out}, l7BufSize)
 	idle := time.AfterFunc(p.cfg.IdleTimeout, func() { c.Close() })
 	head, err := h.br.Peek(len("PRI"))
@@ -78,6 +84,7 @@ type http1Conn struct {
 	p    *Proxy
 	ws   *workloadState
 	c    halfConn
+	rc   *readCounter // under br: counts, and bounds request heads
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	conn Connection
@@ -104,8 +111,10 @@ func (h *http1Conn) serve() {
 		_, err := h.br.Peek(1)
 		if err == nil {
 			timer.Reset(l7HeaderTimeout)
+			h.rc.limit = h.in + maxHeadBytes
 			var req *http.Request
 			req, err = http.ReadRequest(h.br)
+			h.rc.limit = 0
 			timer.Stop()
 			if err == nil {
 				if !h.serveRequest(req) {
@@ -113,7 +122,11 @@ func (h *http1Conn) serve() {
 				}
 				continue
 			}
-			h.writeSimple(http.StatusBadRequest, "Bad Request", true)
+			if errors.Is(err, errHeadTooLarge) {
+				h.writeSimple(http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large", true)
+			} else {
+				h.writeSimple(http.StatusBadRequest, "Bad Request", true)
+			}
 		}
 		return
 	}
@@ -587,13 +600,24 @@ type bufferedConn struct {
 
 func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
-// readCounter and writeCounter count a connection's bytes.
+// errHeadTooLarge fails a request head longer than maxHeadBytes.
+var errHeadTooLarge = errors.New("request head too large")
+
+// readCounter counts a connection's bytes and, while limit is set, fails
+// reads beyond it: the bound on a request's head.
 type readCounter struct {
-	r io.Reader
-	n *int64
+	r     io.Reader
+	n     *int64
+	limit int64 // 0: none
 }
 
-func (c readCounter) Read(b []byte) (int, error) {
+func (c *readCounter) Read(b []byte) (int, error) {
+	if c.limit > 0 {
+		if *c.n >= c.limit {
+			return 0, errHeadTooLarge
+		}
+		b = b[:min(int64(len(b)), c.limit-*c.n)]
+	}
 	n, err := c.r.Read(b)
 	*c.n += int64(n)
 	return n, err

@@ -274,6 +274,14 @@ func TestLoopbackHTTP1(t *testing.T) {
 		}
 	})
 
+	t.Run("oversized request head", func(t *testing.T) {
+		c, br := dial(t, app)
+		resp, _ := do(t, c, br, "GET", "GET /echo HTTP/1.1\r\n"+host+"X-Big: "+strings.Repeat("a", 100<<10)+"\r\n\r\n")
+		if resp.StatusCode != 431 || !resp.Close {
+			t.Fatalf("status %d close %v, want 431 and close", resp.StatusCode, resp.Close)
+		}
+	})
+
 	t.Run("application not listening", func(t *testing.T) {
 		c, br := dial(t, dead)
 		resp, _ := do(t, c, br, "GET", "GET /echo HTTP/1.1\r\n"+host+"\r\n")
