@@ -25,19 +25,16 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
+	"github.com/rampartsec/rampart/bench/internal/benchcmd"
 	"github.com/rampartsec/rampart/internal/datapath"
 )
 
@@ -213,7 +210,7 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 	if o.settle < 0 || o.settle > time.Minute {
 		return o, fmt.Errorf("-settle %v out of range [0, 1m]", o.settle)
 	}
-	for _, s := range splitList(*nList) {
+	for _, s := range benchcmd.SplitList(*nList) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < minEntries || n > maxEntries {
 			return o, fmt.Errorf("-n: %q is not a policy size in [%d, %d]", s, minEntries, maxEntries)
@@ -223,7 +220,7 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 		}
 	}
 	slices.Sort(o.ns)
-	for _, s := range splitList(*cfgList) {
+	for _, s := range benchcmd.SplitList(*cfgList) {
 		c := config(s)
 		if !slices.Contains(allConfigs, c) {
 			return o, fmt.Errorf("-configs: unknown configuration %q (want a, b, c, c-worst)", s)
@@ -232,7 +229,7 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 			o.configs = append(o.configs, c)
 		}
 	}
-	for _, s := range splitList(*mList) {
+	for _, s := range benchcmd.SplitList(*mList) {
 		m := measure(s)
 		if !slices.Contains(allMeasures, m) {
 			return o, fmt.Errorf("-measures: unknown measure %q (want throughput, rr, crr)", s)
@@ -254,39 +251,10 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 	return o, nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == loadgenCmd {
 		os.Exit(loadgenMain(os.Args[2:]))
 	}
-	o, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "datapath:", err)
-		os.Exit(2)
-	}
-	// Ctrl-C cancels the run, which then cleans up before exiting.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	rep, err := run(ctx, o)
-	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(os.Stderr, "datapath: interrupted; namespaces, servers and pins removed")
-			os.Exit(130)
-		}
-		fmt.Fprintln(os.Stderr, "datapath:", err)
-		os.Exit(1)
-	}
-	rep.print(os.Stdout)
+	os.Exit(benchcmd.Main("datapath", os.Args[1:], os.Stdout, os.Stderr, parseFlags, run,
+		(*report).print, "namespaces, servers and pins removed"))
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rampartsec/rampart/bench/internal/benchcmd"
 	"github.com/rampartsec/rampart/internal/testenv"
 )
 
@@ -16,14 +17,6 @@ func requirePrivileged(t *testing.T) {
 	testenv.RequireRoot(t, "CAP_SYS_ADMIN, CAP_BPF, CAP_NET_ADMIN")
 }
 
-// logWriter sends progress lines to the test log.
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 // TestQuickRun keeps the benchmark from rotting: the quick mode for plain
 // routing and for Rampart with ten rows must pass traffic (run checks that
 // the allowed port answers, that the denied port is dropped under policy
@@ -31,7 +24,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 // needs neither iptables nor iperf3.
 func TestQuickRun(t *testing.T) {
 	requirePrivileged(t)
-	o, err := parseFlags([]string{"-quick", "-configs", "a,b", "-n", "10", "-measures", "rr,crr", "-settle", "100ms"}, logWriter{t})
+	o, err := parseFlags([]string{"-quick", "-configs", "a,b", "-n", "10", "-measures", "rr,crr", "-settle", "100ms"}, benchcmd.LogWriter(t))
 	if err != nil {
 		t.Fatal(err)
 	}

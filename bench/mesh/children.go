@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rampartsec/rampart/bench/internal/benchcmd"
 	"github.com/rampartsec/rampart/internal/ca"
 	"github.com/rampartsec/rampart/internal/meshnode"
 	"github.com/rampartsec/rampart/internal/proxy"
@@ -83,7 +84,7 @@ func appMain(args []string) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       10 * time.Minute,
 	}
-	for _, a := range splitList(*listen) {
+	for _, a := range benchcmd.SplitList(*listen) {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			return err

@@ -24,17 +24,16 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/rampartsec/rampart/bench/internal/benchcmd"
 )
 
 // Bounds on the flags, so that every loop of a run is bounded too.
@@ -182,7 +181,7 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 	case o.settle < 0 || o.settle > time.Minute:
 		return o, fmt.Errorf("-settle %v out of range [0, 1m]", o.settle)
 	}
-	for _, s := range splitList(*cfgList) {
+	for _, s := range benchcmd.SplitList(*cfgList) {
 		c := config(s)
 		if !slices.Contains(allConfigs, c) {
 			return o, fmt.Errorf("-configs: unknown configuration %q (want a, b, c, d)", s)
@@ -199,40 +198,10 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 	return o, nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 func main() {
 	if code := childMain(os.Args[1:]); code >= 0 {
 		os.Exit(code)
 	}
-	o, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mesh:", err)
-		os.Exit(2)
-	}
-	// Ctrl-C cancels the run, which then stops its processes before
-	// exiting.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	rep, err := run(ctx, o)
-	if err != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(os.Stderr, "mesh: interrupted; child processes stopped")
-			os.Exit(130)
-		}
-		fmt.Fprintln(os.Stderr, "mesh:", err)
-		os.Exit(1)
-	}
-	rep.print(os.Stdout)
+	os.Exit(benchcmd.Main("mesh", os.Args[1:], os.Stdout, os.Stderr, parseFlags, run,
+		(*report).print, "child processes stopped"))
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rampartsec/rampart/bench/internal/benchcmd"
 	"github.com/rampartsec/rampart/internal/testenv"
 )
 
@@ -16,14 +17,6 @@ import (
 func requirePrivileged(t *testing.T) {
 	t.Helper()
 	testenv.RequireRoot(t, "the benchmark runs as root")
-}
-
-// logWriter sends progress lines to the test log.
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // TestQuickRun keeps the benchmark from rotting: the quick mode must start
@@ -42,7 +35,7 @@ func TestQuickRun(t *testing.T) {
 		configs = "a,b,c"
 		t.Run("d", func(t *testing.T) { t.Skipf("nginx comparison skipped: %v", err) })
 	}
-	o, err := parseFlags([]string{"-quick", "-configs", configs}, logWriter{t})
+	o, err := parseFlags([]string{"-quick", "-configs", configs}, benchcmd.LogWriter(t))
 	if err != nil {
 		t.Fatal(err)
 	}
