@@ -1,7 +1,6 @@
 package ca_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/internal/ca"
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 // flakySigner passes requests to an Authority, except that it can be told
@@ -55,26 +55,7 @@ func (s *flakySigner) count() int {
 	return s.calls
 }
 
-// syncBuffer is a bytes.Buffer a logger can write to from the Source's
-// goroutine while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(&syncBuffer{}, nil)) }
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(&testenv.SyncBuffer{}, nil)) }
 
 func mustSource(t *testing.T, signer ca.Signer, opts ca.SourceOptions) *ca.Source {
 	t.Helper()
@@ -174,7 +155,7 @@ func TestSourceRetriesWithBackoff(t *testing.T) {
 	clock := newFakeClock(t0)
 	a, _ := mustOpen(t, ca.Options{Clock: clock})
 	sig := &flakySigner{a: a}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	src := mustSource(t, sig, ca.SourceOptions{Clock: clock, Jitter: -1, RetryMax: 3 * time.Second, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	first := src.SVID()
 	renew := clock.nextTimer(t)

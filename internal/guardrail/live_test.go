@@ -59,24 +59,6 @@ func (w *warnings) take() []string {
 	return out
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestLiveAdmission runs the guardrail as the CLI runs it against a real
 // kube-apiserver: `rampart guardrail install --apply` registers the webhook
 // with generated certificates, `rampart guardrail serve` answers on
@@ -138,7 +120,7 @@ func TestLiveAdmission(t *testing.T) {
 	}
 
 	// serve, through the CLI, until the test ends.
-	serveErr := &syncBuffer{}
+	serveErr := &testenv.SyncBuffer{}
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	root := nodecli.NewRoot(cli.Streams{In: strings.NewReader(""), Out: serveErr, Err: serveErr})
@@ -337,7 +319,7 @@ func freeAddr(t *testing.T) string {
 
 // waitHealthy polls /healthz over TLS, verified with the generated CA,
 // until the server answers, fails or a minute passes.
-func waitHealthy(t *testing.T, ctx context.Context, addr, caFile string, done <-chan error, log *syncBuffer) {
+func waitHealthy(t *testing.T, ctx context.Context, addr, caFile string, done <-chan error, log *testenv.SyncBuffer) {
 	t.Helper()
 	ca, err := os.ReadFile(caFile)
 	if err != nil {

@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rampartsec/rampart/internal/store"
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 // defaultEtcdBin is where hack/kube-testenv.sh build puts etcd.
@@ -47,7 +47,7 @@ type etcdServer struct {
 	TLS      *testPKI // nil for plain HTTP
 	bin      string
 	args     []string
-	log      *syncBuffer
+	log      *testenv.SyncBuffer
 
 	mu   sync.Mutex
 	stop func() // stops the running process
@@ -97,14 +97,14 @@ func tryStartEtcd(t testing.TB, bin, dir string, pki *testPKI) (*etcdServer, err
 			"--cert-file="+pki.ServerCert, "--key-file="+pki.ServerKey,
 			"--trusted-ca-file="+pki.CA, "--client-cert-auth")
 	}
-	srv := &etcdServer{Endpoint: clientURL, Dir: dir, TLS: pki, bin: bin, args: args, log: &syncBuffer{}}
+	srv := &etcdServer{Endpoint: clientURL, Dir: dir, TLS: pki, bin: bin, args: args, log: &testenv.SyncBuffer{}}
 	if err := srv.launch(clientPort); err != nil {
 		return nil, err
 	}
 	t.Cleanup(func() {
 		srv.Stop()
 		if t.Failed() {
-			t.Logf("etcd log:\n%s", srv.log.String())
+			t.Logf("etcd log:\n%s", tail(srv.log))
 		}
 	})
 	return srv, nil
@@ -136,7 +136,7 @@ func (e *etcdServer) launch(clientPort int) error {
 	for {
 		select {
 		case <-exited:
-			return fmt.Errorf("etcd exited during start-up:\n%s", e.log.String())
+			return fmt.Errorf("etcd exited during start-up:\n%s", tail(e.log))
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(clientPort), time.Second); err == nil {
@@ -148,7 +148,7 @@ func (e *etcdServer) launch(clientPort int) error {
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return fmt.Errorf("etcd not ready after 30s:\n%s", e.log.String())
+			return fmt.Errorf("etcd not ready after 30s:\n%s", tail(e.log))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -208,23 +208,9 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// syncBuffer collects a process's output; the process writes while the test
-// may read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.b.String()
+// tail is the end of a process's output, enough to see why it failed.
+func tail(b *testenv.SyncBuffer) string {
+	s := b.String()
 	if len(s) > 8000 {
 		s = "..." + s[len(s)-8000:]
 	}
