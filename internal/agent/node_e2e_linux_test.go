@@ -2,9 +2,12 @@ package agent_test
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/rampartsec/rampart/internal/api"
 )
@@ -95,6 +98,20 @@ func TestNodeEndToEnd(t *testing.T) {
 		return cs
 	}
 	t.Run("no policy: all allowed", func(t *testing.T) { expect(t, client, server, clientNS, all(true)) })
+	t.Run("traffic between endpoints is delivered past the host", func(t *testing.T) {
+		// Local delivery (the node's default) puts the client's packets
+		// straight into the server's namespace: the client's host veth
+		// receives them, the server's never transmits them.
+		cli0, srv0 := hostVethStats(t, client.IPv4), hostVethStats(t, server.IPv4)
+		for range 5 {
+			expect(t, client, server, clientNS, []check{{"tcp", 8080, false, true}, {"tcp", 8080, true, true}})
+		}
+		cli1, srv1 := hostVethStats(t, client.IPv4), hostVethStats(t, server.IPv4)
+		rx, tx := cli1.RxPackets-cli0.RxPackets, srv1.TxPackets-srv0.TxPackets
+		if rx < 20 || tx*4 > rx {
+			t.Errorf("client's host veth received %d packets, server's transmitted %d: want most of them delivered past the host", rx, tx)
+		}
+	})
 
 	n.apply(allowClientHTTP)
 	t.Run("NetworkPolicy allows only client to http", func(t *testing.T) {
@@ -189,4 +206,19 @@ metadata: {name: shop, labels: {policy.rampart.io/mode: audit}}
 		expect(t, client, server, clientNS, all(true))
 	})
 	_ = time.Second
+}
+
+// hostVethStats returns the counters of the host interface routing to an
+// endpoint's address: its host-side veth.
+func hostVethStats(t *testing.T, ip string) netlink.LinkStatistics {
+	t.Helper()
+	routes, err := netlink.RouteGet(net.ParseIP(ip))
+	if err != nil || len(routes) == 0 {
+		t.Fatalf("route to %s: %v", ip, err)
+	}
+	l, err := netlink.LinkByIndex(routes[0].LinkIndex)
+	if err != nil {
+		t.Fatalf("link of the route to %s: %v", ip, err)
+	}
+	return *l.Attrs().Statistics
 }
