@@ -27,6 +27,6 @@
 //     holds the lock next, or by a small goroutine, so two peers blocked on
 //     full sockets cannot deadlock each other.
 //
-// Conformance is checked against x/net/http2's own client and server in
-// both directions (conn_test.go).
+// Conformance is checked against net/http's own HTTP/2 client and server
+// in both directions (interop_test.go).
 package hbone

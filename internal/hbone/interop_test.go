@@ -6,28 +6,37 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/rampartsec/rampart/internal/hbone"
 )
 
-// The tests below hold this package to golang.org/x/net/http2, a complete
-// HTTP/2 implementation, in both roles: what ztunnel or any other HBONE
-// peer sends and expects is ordinary HTTP/2.
+// The tests below hold this package to net/http's HTTP/2, a complete
+// implementation, in both roles (prior knowledge over plain TCP, h2c):
+// what ztunnel or any other HBONE peer sends and expects is ordinary
+// HTTP/2.
 
-// TestClientAgainstXNetServer opens tunnels from this package's client to
-// x/net/http2's server, whose handler echoes the stream.
-func TestClientAgainstXNetServer(t *testing.T) {
-	cc, sc := tcpPair(t)
+// h2c is the protocol set of prior-knowledge HTTP/2 only.
+func h2c() *http.Protocols {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &p
+}
+
+// TestClientAgainstNetHTTPServer opens tunnels from this package's client
+// to net/http's HTTP/2 server, whose handler echoes the stream.
+func TestClientAgainstNetHTTPServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var authority string
-	srv := &http2.Server{}
-	go srv.ServeConn(sc, &http2.ServeConnOpts{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodConnect {
+	srv := &http.Server{Protocols: h2c(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 || r.Method != http.MethodConnect {
 			w.WriteHeader(http.StatusMethodNotAllowed)
 			return
 		}
@@ -50,7 +59,13 @@ func TestClientAgainstXNetServer(t *testing.T) {
 				return
 			}
 		}
-	})})
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	cc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := hbone.NewClient(cc, hbone.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -65,10 +80,10 @@ func TestClientAgainstXNetServer(t *testing.T) {
 	rand.Read(payload)
 	got, err := roundTrip(s, payload)
 	if err != nil || !bytes.Equal(got, payload) {
-		t.Fatalf("echo through x/net's server: %d of %d bytes, equal %v, err %v", len(got), len(payload), bytes.Equal(got, payload), err)
+		t.Fatalf("echo through net/http's server: %d of %d bytes, equal %v, err %v", len(got), len(payload), bytes.Equal(got, payload), err)
 	}
 	if authority != "[fd00::7]:9090" {
-		t.Errorf("x/net's server saw authority %q", authority)
+		t.Errorf("net/http's server saw authority %q", authority)
 	}
 	_, err = c.Open(context.Background(), "10.9.9.9:1")
 	if se, ok := errors.AsType[*hbone.StatusError](err); !ok || se.Status != http.StatusForbidden {
@@ -76,21 +91,35 @@ func TestClientAgainstXNetServer(t *testing.T) {
 	}
 }
 
-// TestXNetClientAgainstServer tunnels through this package's server from
-// x/net/http2's client transport.
-func TestXNetClientAgainstServer(t *testing.T) {
-	cc, sc := tcpPair(t)
+// TestNetHTTPClientAgainstServer tunnels through this package's server
+// from net/http's HTTP/2 client.
+func TestNetHTTPClientAgainstServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
 	up := echoServer(t, 0)
 	handler := spliceHandler(t, up)
-	go hbone.Serve(sc, hbone.Config{Handler: func(s *hbone.Stream) {
-		if s.Authority() == "10.9.9.9:1" {
-			s.Respond(http.StatusForbidden)
-			return
+	go func() {
+		for {
+			sc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go hbone.Serve(sc, hbone.Config{Handler: func(s *hbone.Stream) {
+				if s.Authority() == "10.9.9.9:1" {
+					s.Respond(http.StatusForbidden)
+					return
+				}
+				handler(s)
+			}})
 		}
-		handler(s)
-	}})
-	tr := &http2.Transport{}
-	client, err := tr.NewClientConn(cc)
+	}()
+	tr := &http.Transport{Protocols: h2c(), DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", l.Addr().String())
+	}}
+	client, err := tr.NewClientConn(context.Background(), "http", "10.0.0.1:80")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +143,7 @@ func TestXNetClientAgainstServer(t *testing.T) {
 	}
 	got, err := io.ReadAll(resp.Body)
 	if err != nil || !bytes.Equal(got, payload) {
-		t.Fatalf("echo to x/net's client: %d of %d bytes, err %v", len(got), len(payload), err)
+		t.Fatalf("echo to net/http's client: %d of %d bytes, err %v", len(got), len(payload), err)
 	}
 
 	resp, err = connect("10.9.9.9:1", http.NoBody)
@@ -123,7 +152,7 @@ func TestXNetClientAgainstServer(t *testing.T) {
 	}
 
 	// A request that is not CONNECT gets 405.
-	req, _ := http.NewRequest(http.MethodGet, "https://10.0.0.1/", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://10.0.0.1/", nil)
 	resp, err = client.RoundTrip(req)
 	if err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("GET = %v, %v; want 405", resp, err)

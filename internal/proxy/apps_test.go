@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -8,8 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
-
-	"golang.org/x/net/http2"
 )
 
 // appHandler is the test application: it answers with what it saw, so
@@ -81,7 +80,11 @@ func hboneOn(raw net.Conn, cfg *tls.Config, authority string, method ...string) 
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
-	cc, err := (&http2.Transport{}).NewClientConn(c)
+	// net/http's HTTP/2 client, on the connection handshaken above.
+	var h2 http.Protocols
+	h2.SetHTTP2(true)
+	tr := &http.Transport{Protocols: &h2, DialTLSContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
+	cc, err := tr.NewClientConn(context.Background(), "https", authority)
 	if err != nil {
 		return 0, err
 	}
