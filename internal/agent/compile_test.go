@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"testing"
 
@@ -211,7 +210,7 @@ spec:
 			if checked < 500 {
 				t.Fatalf("only %d flows checked", checked)
 			}
-			t.Log(fmt.Sprintf("%d flows, %d policy rows, %d CIDR rows", checked, len(c.Policy), len(c.CIDR)))
+			t.Logf("%d flows, %d policy rows, %d CIDR rows", checked, len(c.Policy), len(c.CIDR))
 		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rampartsec/rampart/internal/api"
@@ -246,6 +247,6 @@ func newMetrics() *metrics {
 		}),
 		syncErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "rampart_policy_sync_errors_total", Help: "Failed datapath syncs."}),
 	}
-	m.reg.MustRegister(m.flows, m.endpoints, m.syncs, m.syncErrs, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.flows, m.endpoints, m.syncs, m.syncErrs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
