@@ -35,10 +35,11 @@ func (p *Proxy) dial(ctx context.Context, ws *workloadState, dst netip.AddrPort)
 	return sc, nil
 }
 
-// raw returns a TCP connection the proxy accepted as a *sockio.Conn, whose
-// reads and writes do not go through the scheduler's syscall state: on the
-// proxy's data path that saves about a third of its CPU (package sockio).
-// Anything else is returned as it is.
+// raw returns a TCP connection the proxy accepted (on every listener, in
+// serve, and in Forward) as a *sockio.Conn, whose reads and writes do not
+// go through the scheduler's syscall state: on the proxy's data path that
+// saves 20-35% of its CPU per request (package sockio). Anything else is
+// returned as it is.
 func raw(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {

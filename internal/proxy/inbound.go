@@ -34,7 +34,7 @@ func (p *Proxy) handleHBONE(ws *workloadState, c net.Conn) {
 		fail("no usable server certificate", err)
 		return
 	}
-	tc := tls.Server(raw(c), cfg)
+	tc := tls.Server(c, cfg)
 	hctx, cancel := context.WithTimeout(ws.ctx, p.cfg.HandshakeTimeout)
 	err = tc.HandshakeContext(hctx)
 	cancel()
@@ -211,7 +211,6 @@ func (p *Proxy) handlePlaintext(ws *workloadState, c net.Conn) {
 		refuse("no original destination", err)
 		return
 	}
-	c = raw(c)
 	rec.Destination = dst
 	if !ws.w.owns(dst.Addr()) {
 		refuse(fmt.Sprintf("original destination %s is not an address of the workload", dst.Addr()), nil)

@@ -19,7 +19,10 @@ const ip6tSoOriginalDst = 80
 // capture rules sent it to the proxy: conntrack keeps the original tuple,
 // and SO_ORIGINAL_DST (IPv4) or IP6T_SO_ORIGINAL_DST (IPv6) reads it.
 func originalDst(c net.Conn) (netip.AddrPort, error) {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := c.(interface {
+		net.Conn
+		SyscallConn() (syscall.RawConn, error)
+	})
 	if !ok {
 		return netip.AddrPort{}, fmt.Errorf("original destination: %T is not a TCP connection", c)
 	}

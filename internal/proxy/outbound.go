@@ -40,7 +40,7 @@ func (p *Proxy) handleOutbound(ws *workloadState, c net.Conn) {
 		p.finish(rec, start)
 		return
 	}
-	p.forward(ws, raw(c), dst, rec)
+	p.forward(ws, c, dst, rec)
 }
 
 // Forward serves c, a connection the workload namespace/name opened to

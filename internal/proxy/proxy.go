@@ -427,6 +427,7 @@ func (p *Proxy) serve(ws *workloadState, l net.Listener, i int) {
 			continue
 		}
 		delay = 0
+		c = raw(c)
 		if !ws.track(c) {
 			return
 		}
