@@ -86,39 +86,51 @@ func compileAuthz(o *resource.Object, ap *resource.AuthorizationPolicy, res Targ
 	return p, warns, nil
 }
 
+// fieldSpec is one pair of a from or to clause: the field and its not-
+// counterpart, their names for errors, and their values.
+type fieldSpec struct {
+	kind          attr
+	name, notName string
+	vals, notVals []string
+}
+
+// fields compiles the pairs of one clause at prefix, leaving out the empty
+// ones.
+func (c *compiler) fields(prefix string, specs ...fieldSpec) []field {
+	var fs []field
+	for _, sp := range specs {
+		if fl, ok := c.newField(sp.kind, prefix+"."+sp.name, prefix+"."+sp.notName, sp.vals, sp.notVals); ok {
+			fs = append(fs, fl)
+		}
+	}
+	return fs
+}
+
 func (c *compiler) rule(r resource.AuthzRule, path string) rule {
 	var out rule
 	for i, f := range r.From {
-		fp := fmt.Sprintf("%s.from[%d].source", path, i)
 		var fs []field
 		if src := f.Source; src != nil {
-			add := func(kind attr, name, notName string, vals, notVals []string) {
-				if fl, ok := c.newField(kind, fp+"."+name, fp+"."+notName, vals, notVals); ok {
-					fs = append(fs, fl)
-				}
-			}
-			add(attrSourcePrincipal, "principals", "notPrincipals", src.Principals, src.NotPrincipals)
-			add(attrRequestPrincipal, "requestPrincipals", "notRequestPrincipals", src.RequestPrincipals, src.NotRequestPrincipals)
-			add(attrSourceNamespace, "namespaces", "notNamespaces", src.Namespaces, src.NotNamespaces)
-			add(attrServiceAccount, "serviceAccounts", "notServiceAccounts", src.ServiceAccounts, src.NotServiceAccounts)
-			add(attrSourceIP, "ipBlocks", "notIpBlocks", src.IPBlocks, src.NotIPBlocks)
-			add(attrRemoteIP, "remoteIpBlocks", "notRemoteIpBlocks", src.RemoteIPBlocks, src.NotRemoteIPBlocks)
+			fs = c.fields(fmt.Sprintf("%s.from[%d].source", path, i),
+				fieldSpec{attrSourcePrincipal, "principals", "notPrincipals", src.Principals, src.NotPrincipals},
+				fieldSpec{attrRequestPrincipal, "requestPrincipals", "notRequestPrincipals", src.RequestPrincipals, src.NotRequestPrincipals},
+				fieldSpec{attrSourceNamespace, "namespaces", "notNamespaces", src.Namespaces, src.NotNamespaces},
+				fieldSpec{attrServiceAccount, "serviceAccounts", "notServiceAccounts", src.ServiceAccounts, src.NotServiceAccounts},
+				fieldSpec{attrSourceIP, "ipBlocks", "notIpBlocks", src.IPBlocks, src.NotIPBlocks},
+				fieldSpec{attrRemoteIP, "remoteIpBlocks", "notRemoteIpBlocks", src.RemoteIPBlocks, src.NotRemoteIPBlocks},
+			)
 		}
 		out.from = append(out.from, fs)
 	}
 	for i, t := range r.To {
-		tp := fmt.Sprintf("%s.to[%d].operation", path, i)
 		var fs []field
 		if op := t.Operation; op != nil {
-			add := func(kind attr, name, notName string, vals, notVals []string) {
-				if fl, ok := c.newField(kind, tp+"."+name, tp+"."+notName, vals, notVals); ok {
-					fs = append(fs, fl)
-				}
-			}
-			add(attrHost, "hosts", "notHosts", op.Hosts, op.NotHosts)
-			add(attrDestPort, "ports", "notPorts", op.Ports, op.NotPorts)
-			add(attrMethod, "methods", "notMethods", op.Methods, op.NotMethods)
-			add(attrPath, "paths", "notPaths", op.Paths, op.NotPaths)
+			fs = c.fields(fmt.Sprintf("%s.to[%d].operation", path, i),
+				fieldSpec{attrHost, "hosts", "notHosts", op.Hosts, op.NotHosts},
+				fieldSpec{attrDestPort, "ports", "notPorts", op.Ports, op.NotPorts},
+				fieldSpec{attrMethod, "methods", "notMethods", op.Methods, op.NotMethods},
+				fieldSpec{attrPath, "paths", "notPaths", op.Paths, op.NotPaths},
+			)
 		}
 		out.to = append(out.to, fs)
 	}
