@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/rampartsec/rampart/internal/cli"
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 const privilegedPod = `apiVersion: v1
@@ -33,21 +34,6 @@ rules:
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get]
-`
-
-// unreachableKubeconfig points at a loopback port nothing listens on.
-const unreachableKubeconfig = `apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster: {server: "http://127.0.0.1:1"}
-contexts:
-- name: c
-  context: {cluster: c, user: u}
-users:
-- name: u
-  user: {}
-current-context: c
 `
 
 // mustWrite writes content to a file in a fresh temporary directory.
@@ -97,7 +83,7 @@ func TestAudit(t *testing.T) {
 		{name: "no input", args: nil, wantCode: 2, wantErr: "no input"},
 		{name: "live mode without kubeconfig file", args: []string{"--kubeconfig", filepath.Join(t.TempDir(), "nope")}, wantCode: 1, wantErr: "load kubeconfig"},
 		{name: "live mode and files", args: []string{"--kubeconfig", "k", "-f", bad}, wantCode: 2, wantErr: "either -f or --kubeconfig"},
-		{name: "live mode unreachable", args: []string{"--kubeconfig", mustWrite(t, "kubeconfig", unreachableKubeconfig)}, wantCode: 1, wantErr: "read cluster: list Namespace"},
+		{name: "live mode unreachable", args: []string{"--kubeconfig", mustWrite(t, "kubeconfig", testenv.UnreachableKubeconfig)}, wantCode: 1, wantErr: "read cluster: list Namespace"},
 		{name: "context without kubeconfig", args: []string{"-f", bad, "--context", "prod"}, wantCode: 2, wantErr: "--context needs --kubeconfig"},
 		{name: "decode error names file and line", args: []string{"-f", broken}, wantCode: 1, wantErr: "broken.yaml:6"},
 		{name: "missing file", args: []string{"-f", filepath.Join(t.TempDir(), "nope.yaml")}, wantCode: 1, wantErr: "nope.yaml"},

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rampartsec/rampart/internal/nodecli"
+	"github.com/rampartsec/rampart/internal/testenv"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -108,27 +109,12 @@ func TestGuardrailInstallPrints(t *testing.T) {
 	}
 }
 
-// unreachableKubeconfig points at a loopback port nothing listens on.
-const unreachableKubeconfig = `apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster: {server: "http://127.0.0.1:1"}
-contexts:
-- name: c
-  context: {cluster: c, user: u}
-users:
-- name: u
-  user: {}
-current-context: c
-`
-
 // TestGuardrailInstallApplyUnreachable checks that --apply reports a
 // cluster it cannot reach as a failure (exit 1), not a usage error.
 func TestGuardrailInstallApplyUnreachable(t *testing.T) {
 	dir := t.TempDir()
 	kc := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kc, []byte(unreachableKubeconfig), 0o600); err != nil {
+	if err := os.WriteFile(kc, []byte(testenv.UnreachableKubeconfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, _, stderr := runCLI(t, "guardrail", "install", "--service", "rampart-system/guardrail", "--cert-dir", filepath.Join(dir, "certs"), "--apply", "--kubeconfig", kc)

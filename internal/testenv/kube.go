@@ -180,3 +180,20 @@ func findScript() (string, error) {
 	}
 	return "", errors.New("cannot find " + scriptRel + " above the working directory")
 }
+
+// UnreachableKubeconfig is a kubeconfig whose API server is a loopback port
+// nothing listens on: for tests of what a command does when the cluster
+// cannot be reached.
+const UnreachableKubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {server: "http://127.0.0.1:1"}
+contexts:
+- name: c
+  context: {cluster: c, user: u}
+users:
+- name: u
+  user: {}
+current-context: c
+`
