@@ -158,23 +158,9 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, maxData); return &b
 func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	buf := *bp
-	var total int64
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := s.Write(buf[:n]); werr != nil {
-				return total, werr
-			}
-			total += int64(n)
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
+	// The wrappers hide s's ReadFrom (which this is) and r's WriteTo, so
+	// that the copy goes through buf.
+	return io.CopyBuffer(struct{ io.Writer }{s}, struct{ io.Reader }{r}, *bp)
 }
 
 // CloseWrite half-closes the stream: END_STREAM to the peer; reading

@@ -454,28 +454,22 @@ func (h *http1Conn) writeResponse(req *http.Request, resp *http.Response, keep *
 func (h *http1Conn) copyBody(w io.Writer, body io.Reader) (int64, error) {
 	bp := l7Bufs.Get().(*[]byte)
 	defer l7Bufs.Put(bp)
-	buf := *bp
-	var total int64
-	for {
-		n, err := body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return total, werr
-			}
-			total += int64(n)
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-		if h.ubr.Buffered() == 0 {
-			if err := h.bw.Flush(); err != nil {
-				return total, err
-			}
-		}
+	return io.CopyBuffer(flushingWriter{w, h}, struct{ io.Reader }{body}, *bp)
+}
+
+// flushingWriter writes to w and then flushes the client's buffer when the
+// application has nothing more buffered.
+type flushingWriter struct {
+	w io.Writer
+	h *http1Conn
+}
+
+func (f flushingWriter) Write(b []byte) (int, error) {
+	n, err := f.w.Write(b)
+	if err == nil && f.h.ubr.Buffered() == 0 {
+		err = f.h.bw.Flush()
 	}
+	return n, err
 }
 
 // switchProtocols answers 101 for an upgrade the application accepted
