@@ -107,8 +107,18 @@ func TestPluginCA(t *testing.T) {
 	if st.Mode != ca.ModePlugin || st.PluginDir != pluginDir || st.TrustDomain != "cluster.local" || !samePhases(phases(st), ca.PhaseActive) {
 		t.Errorf("status %+v", st)
 	}
-	if _, err := a.Rotate(); err == nil || err.Error() != "ca: rotate: the plug-in CA is rotated by replacing its files" || !errors.Is(err, ca.ErrPluginManaged) {
-		t.Errorf("Rotate on a plug-in CA: %v", err)
+	for _, step := range []struct {
+		name string
+		run  func() (ca.Status, error)
+	}{
+		{"rotate", a.Rotate},
+		{"promote", a.Promote},
+		{"finish rotation", a.FinishRotation},
+	} {
+		want := "ca: " + step.name + ": the plug-in CA is rotated by replacing its files"
+		if _, err := step.run(); err == nil || err.Error() != want || !errors.Is(err, ca.ErrPluginManaged) {
+			t.Errorf("%s on a plug-in CA: %v, want %q", step.name, err, want)
+		}
 	}
 	// The state directory exists, private, and the CA writes nothing in
 	// it: the operator's files are the state.

@@ -37,17 +37,10 @@ const (
 // those steps early. Rotate fails with ErrRotationInProgress while a
 // rotation is under way and with ErrPluginManaged for a plug-in CA.
 func (a *Authority) Rotate() (Status, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	s, err := a.selfSigned()
-	if err != nil {
-		return Status{}, err
-	}
-	now := a.opts.Clock.Now()
-	if err := s.maintain(now); err != nil {
-		return Status{}, err
-	}
-	v := s.view(now)
+	return a.rotationStep("rotate", rotate)
+}
+
+func rotate(s *selfSigned, now time.Time, v rootView) (Status, error) {
 	if p := v.rotation(); p != RotationStable {
 		return s.status(now), fmt.Errorf("ca: rotate: %w (phase %s)", ErrRotationInProgress, p)
 	}
@@ -80,14 +73,10 @@ func (a *Authority) Rotate() (Status, error) {
 // early only when every workload is known to have renewed, for example
 // after a restart of all of them.
 func (a *Authority) Promote() (Status, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	s, err := a.selfSigned()
-	if err != nil {
-		return Status{}, err
-	}
-	now := a.opts.Clock.Now()
-	v := s.view(now)
+	return a.rotationStep("promote", promote)
+}
+
+func promote(s *selfSigned, now time.Time, v rootView) (Status, error) {
 	switch v.rotation() {
 	case RotationStable:
 		return s.status(now), fmt.Errorf("ca: promote: %w", ErrNoRotation)
@@ -109,14 +98,10 @@ func (a *Authority) Promote() (Status, error) {
 // get the new bundle: finish early only when those leaves are known to be
 // gone, or to cut off a compromised root.
 func (a *Authority) FinishRotation() (Status, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	s, err := a.selfSigned()
-	if err != nil {
-		return Status{}, err
-	}
-	now := a.opts.Clock.Now()
-	v := s.view(now)
+	return a.rotationStep("finish rotation", finishRotation)
+}
+
+func finishRotation(s *selfSigned, now time.Time, v rootView) (Status, error) {
 	if v.rotation() == RotationStable {
 		return s.status(now), fmt.Errorf("ca: finish rotation: %w", ErrNoRotation)
 	}
@@ -133,12 +118,21 @@ func (a *Authority) FinishRotation() (Status, error) {
 	return s.settle(recs, now)
 }
 
-func (a *Authority) selfSigned() (*selfSigned, error) {
+// rotationStep runs one of the steps above under the authority's lock, on
+// the self-signed state brought up to date first (phases that are due have
+// happened), so that each step decides on the phase the CA is really in.
+func (a *Authority) rotationStep(name string, step func(*selfSigned, time.Time, rootView) (Status, error)) (Status, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	s, ok := a.be.(*selfSigned)
 	if !ok {
-		return nil, fmt.Errorf("ca: rotate: %w", ErrPluginManaged)
+		return Status{}, fmt.Errorf("ca: %s: %w", name, ErrPluginManaged)
 	}
-	return s, nil
+	now := a.opts.Clock.Now()
+	if err := s.maintain(now); err != nil {
+		return Status{}, err
+	}
+	return step(s, now, s.view(now))
 }
 
 // settle commits recs changed by a rotation step, lets the phases that are
