@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -158,7 +159,11 @@ func proxyMain(args []string) error {
 	}
 
 	rec := newCountingRecorder()
-	ctl := newCtlChild(os.Stdin, os.Stdout, rec.stats)
+	ctl := newCtlChild(os.Stdin, os.Stdout, func() childStats {
+		s := rec.stats()
+		s.GOMAXPROCS = runtime.GOMAXPROCS(0)
+		return s
+	})
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// The node's own binding of certificates and policy to the proxy
 	// (internal/meshnode), so that the benchmark measures what a node

@@ -58,6 +58,9 @@ type childStats struct {
 	Errors       int64 `json:"errors,omitempty"`
 	// ByPolicy counts allowed HTTP requests by deciding policy.
 	ByPolicy map[string]int64 `json:"byPolicy,omitempty"`
+	// GOMAXPROCS is the child's runtime.GOMAXPROCS, so that the parent
+	// can check that -proxy-gomaxprocs took effect.
+	GOMAXPROCS int `json:"gomaxprocs,omitempty"`
 }
 
 // maxLine bounds a control line: a CSR or a chain is a few KiB.

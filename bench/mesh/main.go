@@ -10,7 +10,11 @@
 //	c  as b, plus HTTP authorization by 20 AuthorizationPolicy rules on the
 //	   server side (policy.yaml), the request allowed by the last one
 //	d  nginx from the distribution as a client-side and a server-side
-//	   proxy, mutual TLS 1.3 between them, keep-alive everywhere
+//	   HTTP proxy, mutual TLS 1.3 between them, keep-alive everywhere
+//	e  nginx as an L4 pair (stream module): TCP relays with mutual TLS 1.3
+//	   between them, b's like-for-like peer
+//	f  as e without TLS: the floor of any user-space L4 proxy pair on the
+//	   machine
 //
 // first at a fixed rate (open loop, 1,000 requests/s by default) and then
 // at the maximum rate (closed loop). It prints the latency added to (a),
@@ -18,9 +22,10 @@
 // proxy core, Istio's published figures beside them, and whether the
 // goals are met. docs/bench-mesh.md describes the method.
 //
-//	go run ./bench/mesh                      # about 4 minutes
+//	go run ./bench/mesh                      # about 6.5 minutes
 //	go run ./bench/mesh -quick               # smoke test, under a minute
 //	go run ./bench/mesh -duration 10s -reps 7 -configs a,b,c
+//	go run ./bench/mesh -configs a,b,c -proxy-gomaxprocs 1
 package main
 
 import (
@@ -30,6 +35,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +54,8 @@ const (
 	// maxRequests bounds the requests, and so the latency samples, of one
 	// fixed-rate measurement.
 	maxRequests = 10_000_000
+	// maxProxyProcs bounds -proxy-gomaxprocs.
+	maxProxyProcs = 256
 )
 
 // config is one of the compared setups.
@@ -58,9 +66,16 @@ const (
 	cfgL4     config = "b"
 	cfgL7     config = "c"
 	cfgNginx  config = "d"
+	// cfgNginxL4 is b's like-for-like peer: nginx relaying TCP, with
+	// mutual TLS between its two sides as b's HBONE tunnel has.
+	cfgNginxL4 config = "e"
+	// cfgNginxTCP relays TCP in plaintext on every hop: what two
+	// user-space relays cost on the machine before any cryptography or
+	// policy, the floor under b and e.
+	cfgNginxTCP config = "f"
 )
 
-var allConfigs = []config{cfgDirect, cfgL4, cfgL7, cfgNginx}
+var allConfigs = []config{cfgDirect, cfgL4, cfgL7, cfgNginx, cfgNginxL4, cfgNginxTCP}
 
 func (c config) describe() string {
 	switch c {
@@ -72,6 +87,10 @@ func (c config) describe() string {
 		return "Rampart mTLS + HTTP authz, 20 rules"
 	case cfgNginx:
 		return "nginx mTLS proxy pair"
+	case cfgNginxL4:
+		return "nginx L4 mTLS pair"
+	case cfgNginxTCP:
+		return "nginx L4 plaintext pair"
 	}
 	return string(c)
 }
@@ -87,12 +106,23 @@ func (c config) detail() string {
 		return "as b; the server side parses HTTP, 6 DENY + 14 ALLOW rules, allowed by the last"
 	case cfgNginx:
 		return "worker_processes 1 per side, HTTP/1.1 over mutual TLS 1.3 between them, keep-alive upstreams"
+	case cfgNginxL4:
+		return "stream module, worker_processes 1 per side, TCP over mutual TLS 1.3 between them, a connection per client connection"
+	case cfgNginxTCP:
+		return "as e without TLS on any hop: the floor of a user-space L4 relay pair"
 	}
 	return ""
 }
 
 // proxied reports whether c has proxies whose cost is measured.
 func (c config) proxied() bool { return c != cfgDirect }
+
+// nginx reports whether c's proxies are nginx instances.
+func (c config) nginx() bool { return c == cfgNginx || c.stream() }
+
+// stream reports whether c's nginx relays TCP (the stream module, which
+// Debian ships as a dynamic module) rather than HTTP.
+func (c config) stream() bool { return c == cfgNginxL4 || c == cfgNginxTCP }
 
 // load is one of the two client loads.
 type load string
@@ -116,6 +146,9 @@ type options struct {
 	body    int
 	configs []config
 	nginx   string
+	// proxyProcs, if positive, is GOMAXPROCS of the Rampart proxy
+	// processes; 0 leaves Go's default (the number of CPUs).
+	proxyProcs int
 	// profile, if set, is a directory where each Rampart proxy writes a
 	// CPU profile of its life.
 	profile string
@@ -127,6 +160,20 @@ type options struct {
 
 func (o *options) has(c config) bool { return slices.Contains(o.configs, c) }
 
+// hasFunc reports whether a configuration of o satisfies f.
+func (o *options) hasFunc(f func(config) bool) bool { return slices.ContainsFunc(o.configs, f) }
+
+// proxyEnv returns the environment variables a Rampart proxy process gets
+// besides the benchmark's own: GOMAXPROCS when procs is positive, so that
+// its effect on the proxies can be measured without changing the load
+// generator's or the application's.
+func proxyEnv(procs int) []string {
+	if procs <= 0 {
+		return nil
+	}
+	return []string{"GOMAXPROCS=" + strconv.Itoa(procs)}
+}
+
 func parseFlags(args []string, progress io.Writer) (options, error) {
 	fs := flag.NewFlagSet("mesh", flag.ContinueOnError)
 	o := options{progress: progress}
@@ -136,8 +183,9 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 	fs.Float64Var(&o.rate, "rate", 1000, "requests per second of the fixed-rate load")
 	fs.IntVar(&o.conns, "conns", 16, "keep-alive connections of the load generator")
 	fs.IntVar(&o.body, "body", 1024, "response body size in bytes")
-	cfgList := fs.String("configs", "a,b,c,d", "comma-separated configurations: a (direct), b (Rampart L4), c (Rampart L7, 20 rules), d (nginx)")
-	fs.StringVar(&o.nginx, "nginx", "nginx", "nginx binary for d")
+	cfgList := fs.String("configs", "a,b,c,d,e,f", "comma-separated configurations: a (direct), b (Rampart L4), c (Rampart L7, 20 rules), d (nginx HTTP), e (nginx L4 mTLS), f (nginx L4 plaintext)")
+	fs.StringVar(&o.nginx, "nginx", "nginx", "nginx binary for d, e and f")
+	fs.IntVar(&o.proxyProcs, "proxy-gomaxprocs", 0, "GOMAXPROCS of the Rampart proxy processes only; 0 is Go's default")
 	fs.StringVar(&o.profile, "cpuprofile", "", "directory for CPU profiles of the Rampart proxies, <config>-<side>.pprof (profiling costs the proxies CPU: not for headline numbers)")
 	fs.DurationVar(&o.settle, "settle", 300*time.Millisecond, "pause between measurements")
 	quick := fs.Bool("quick", false, "smoke test: -duration 1s -warmup 300ms -reps 1 unless given")
@@ -180,11 +228,13 @@ func parseFlags(args []string, progress io.Writer) (options, error) {
 		return o, fmt.Errorf("-body %d out of range [0, %d]", o.body, maxBody)
 	case o.settle < 0 || o.settle > time.Minute:
 		return o, fmt.Errorf("-settle %v out of range [0, 1m]", o.settle)
+	case o.proxyProcs < 0 || o.proxyProcs > maxProxyProcs:
+		return o, fmt.Errorf("-proxy-gomaxprocs %d out of range [0, %d]", o.proxyProcs, maxProxyProcs)
 	}
 	for _, s := range benchcmd.SplitList(*cfgList) {
 		c := config(s)
 		if !slices.Contains(allConfigs, c) {
-			return o, fmt.Errorf("-configs: unknown configuration %q (want a, b, c, d)", s)
+			return o, fmt.Errorf("-configs: unknown configuration %q (want a, b, c, d, e, f)", s)
 		}
 		if !o.has(c) {
 			o.configs = append(o.configs, c)

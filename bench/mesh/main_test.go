@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +29,8 @@ func TestParseFlags(t *testing.T) {
 		{
 			name: "defaults",
 			check: func(o options) string {
-				if o.duration != 5*time.Second || o.reps != 5 || o.rate != 1000 || o.conns != 16 || len(o.configs) != 4 {
+				if o.duration != 5*time.Second || o.reps != 5 || o.rate != 1000 || o.conns != 16 || o.proxyProcs != 0 ||
+					!slices.Equal(o.configs, allConfigs) {
 					return "unexpected defaults"
 				}
 				return ""
@@ -53,7 +56,29 @@ func TestParseFlags(t *testing.T) {
 				return ""
 			},
 		},
-		{name: "unknown config", args: []string{"-configs", "a,e"}, wantErr: "unknown configuration"},
+		{
+			name: "nginx L4 configurations",
+			args: []string{"-configs", "f,a,e"},
+			check: func(o options) string {
+				if !slices.Equal(o.configs, []config{cfgDirect, cfgNginxL4, cfgNginxTCP}) || !o.hasFunc(config.stream) || o.hasFunc(func(c config) bool { return c == cfgNginx }) {
+					return "want a, e, f"
+				}
+				return ""
+			},
+		},
+		{
+			name: "proxy GOMAXPROCS",
+			args: []string{"-proxy-gomaxprocs", "1"},
+			check: func(o options) string {
+				if o.proxyProcs != 1 {
+					return "-proxy-gomaxprocs not kept"
+				}
+				return ""
+			},
+		},
+		{name: "unknown config", args: []string{"-configs", "a,g"}, wantErr: "unknown configuration"},
+		{name: "negative proxy GOMAXPROCS", args: []string{"-proxy-gomaxprocs", "-1"}, wantErr: "out of range"},
+		{name: "unbounded proxy GOMAXPROCS", args: []string{"-proxy-gomaxprocs", "100000"}, wantErr: "out of range"},
 		{name: "no baseline", args: []string{"-configs", "b,c"}, wantErr: "must include a"},
 		{name: "unbounded duration", args: []string{"-duration", "1h"}, wantErr: "out of range"},
 		{name: "zero reps", args: []string{"-reps", "0"}, wantErr: "out of range"},
@@ -142,7 +167,7 @@ func TestSampleArithmetic(t *testing.T) {
 // taken within each round, so that drift between rounds cancels, and that
 // the verdicts follow the medians.
 func TestGoalsPairRounds(t *testing.T) {
-	o := options{configs: []config{cfgDirect, cfgL4, cfgL7, cfgNginx}, rate: 1000, reps: 2, conns: 16}
+	o := options{configs: allConfigs, rate: 1000, reps: 2, conns: 16, proxyProcs: 1}
 	r := newReport(o)
 	ms := func(x float64) time.Duration { return time.Duration(x * float64(time.Millisecond)) }
 	fixed := func(p90 float64, cpuClient, cpuServer float64) sample {
@@ -157,16 +182,23 @@ func TestGoalsPairRounds(t *testing.T) {
 	r.samples[cfgL4][loadFixed] = []sample{fixed(0.3, 0.05, 0.05), fixed(0.5, 0.05, 0.05)}
 	r.samples[cfgL7][loadFixed] = []sample{fixed(0.9, 0.05, 0.25), fixed(1.1, 0.05, 0.25)}
 	r.samples[cfgNginx][loadFixed] = []sample{fixed(0.5, 0.1, 0.1), fixed(0.7, 0.1, 0.1)}
+	r.samples[cfgNginxL4][loadFixed] = []sample{fixed(0.4, 0.08, 0.07), fixed(0.6, 0.08, 0.07)}
+	r.samples[cfgNginxTCP][loadFixed] = []sample{fixed(0.3, 0.04, 0.03), fixed(0.5, 0.04, 0.03)}
 	r.samples[cfgDirect][loadMax] = []sample{maxed(8000, 0), maxed(4000, 0)}
 	r.samples[cfgL4][loadMax] = []sample{maxed(4000, 0.5), maxed(2000, 0.5)}
 	r.samples[cfgL7][loadMax] = []sample{maxed(2000, 1), maxed(1000, 1)}
 	r.samples[cfgNginx][loadMax] = []sample{maxed(3000, 1), maxed(1500, 1)}
+	r.samples[cfgNginxL4][loadMax] = []sample{maxed(3200, 0.5), maxed(1600, 0.5)}
+	r.samples[cfgNginxTCP][loadMax] = []sample{maxed(5000, 0.5), maxed(2500, 0.5)}
 
 	if got := summarize(r.added(cfgL4, loadFixed, func(s sample) time.Duration { return s.p90 })); math.Abs(got.Lo-0.1e-3) > 1e-9 || math.Abs(got.Hi-0.1e-3) > 1e-9 {
 		t.Errorf("added p90 of b = %+v, want 0.1 ms in both rounds", got)
 	}
-	if got := summarize(r.ratioToNginx(cfgL4)); math.Abs(got.Lo-8.0/3) > 1e-9 || math.Abs(got.Hi-8.0/3) > 1e-9 {
+	if got := summarize(r.perCoreRatio(cfgL4, cfgNginx)); math.Abs(got.Lo-8.0/3) > 1e-9 || math.Abs(got.Hi-8.0/3) > 1e-9 {
 		t.Errorf("b/d per core = %+v, want 8/3 in both rounds", got)
+	}
+	if got := summarize(r.perCoreRatio(cfgL4, cfgNginxL4)); math.Abs(got.Lo-1.25) > 1e-9 || math.Abs(got.Hi-1.25) > 1e-9 {
+		t.Errorf("b/e per core = %+v, want 1.25 in both rounds", got)
 	}
 	want := map[string]bool{
 		"b: vCPU":  true,  // 0.05 on each side
@@ -189,11 +221,38 @@ func TestGoalsPairRounds(t *testing.T) {
 	}
 	var b strings.Builder
 	r.print(&b)
-	for _, s := range []string{"Istio ztunnel", "0.06", "MISSED", "met", "Added latency against a", "b/d = 2.67"} {
+	for _, s := range []string{"Istio ztunnel", "0.06", "MISSED", "met", "Added latency against a", "b/d = 2.67",
+		"GOMAXPROCS=1", "e  nginx L4 mTLS pair", "f  nginx L4 plaintext pair",
+		"client 0.050 vs 0.080, server 0.050 vs 0.070", "b/e = 1.25", "floor: plaintext L4 relay pair (f)", "client 0.040, server 0.030",
+	} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("report lacks %q:\n%s", s, b.String())
 		}
 	}
+	// e and f appear in every table d does: latency, added latency, cost,
+	// maximum rate and Istio's, with a row for each side.
+	for _, c := range []string{"d", "e", "f"} {
+		if n := countRows(b.String(), c+" "); n != 6 {
+			t.Errorf("%s has %d table rows, want 6 (latency, added, cost, maximum rate, Istio's two sides):\n%s", c, n, b.String())
+		}
+		for _, side := range sideNames {
+			if !strings.Contains(b.String(), fmt.Sprintf("%s %s, %s side", c, config(c).describe(), side)) {
+				t.Errorf("Istio table lacks %s's %s side", c, side)
+			}
+		}
+	}
+}
+
+// countRows counts the lines that start with prefix: a configuration's
+// rows in the report's tables.
+func countRows(report, prefix string) int {
+	n := 0
+	for _, l := range strings.Split(report, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func TestGoalsWithoutNginx(t *testing.T) {
@@ -202,5 +261,38 @@ func TestGoalsWithoutNginx(t *testing.T) {
 		if strings.Contains(g.what, "nginx") && g.absent == "" {
 			t.Errorf("goal %q judged without d", g.what)
 		}
+	}
+	var b strings.Builder
+	r.print(&b)
+	if strings.Contains(b.String(), "GOMAXPROCS") {
+		t.Errorf("report mentions GOMAXPROCS without -proxy-gomaxprocs:\n%s", b.String())
+	}
+}
+
+// TestL4Comparisons checks that the comparisons of b with nginx's L4
+// pairs say which configuration is missing instead of printing values of
+// nothing.
+func TestL4Comparisons(t *testing.T) {
+	tests := []struct {
+		name    string
+		configs []config
+		absent  []string // per line: b vs e CPU, b vs e per core, f's floor
+	}{
+		{name: "all", configs: allConfigs, absent: []string{"", "", ""}},
+		{name: "no e", configs: []config{cfgDirect, cfgL4, cfgNginxTCP}, absent: []string{"e not measured", "e not measured", ""}},
+		{name: "no b", configs: []config{cfgDirect, cfgNginxL4}, absent: []string{"b not measured", "b not measured", "f not measured"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := newReport(options{configs: tt.configs, rate: 1000}).l4Comparisons()
+			if len(cs) != len(tt.absent) {
+				t.Fatalf("%d comparisons, want %d", len(cs), len(tt.absent))
+			}
+			for i, c := range cs {
+				if c.absent != tt.absent[i] || (c.absent == "") == (c.value == "") {
+					t.Errorf("%q: value %q, absent %q; want absent %q", c.what, c.value, c.absent, tt.absent[i])
+				}
+			}
+		})
 	}
 }

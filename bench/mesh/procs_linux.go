@@ -51,15 +51,20 @@ type goChild struct {
 	ns, sa string
 }
 
-// startGoChild runs the benchmark binary with args and waits until it is
-// ready. It signs the child's CSRs for the identity ns/sa with auth, as a
-// control plane signs for a node agent it has authenticated.
-func startGoChild(ctx context.Context, name string, args []string, auth *ca.Authority, ns, sa string) (*goChild, error) {
+// startGoChild runs the benchmark binary with args, and env added to the
+// benchmark's environment, and waits until it is ready. It signs the
+// child's CSRs for the identity ns/sa with auth, as a control plane signs
+// for a node agent it has authenticated.
+func startGoChild(ctx context.Context, name string, args, env []string, auth *ca.Authority, ns, sa string) (*goChild, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable: %w", err)
 	}
 	cmd := exec.Command(exe, args...)
+	if len(env) > 0 {
+		// A later entry wins over the inherited one of the same name.
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stderr = &prefixWriter{prefix: name + ": ", w: os.Stderr}
 	// The child dies with the benchmark even when it is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -200,7 +205,7 @@ type nginxProc struct {
 // startNginx writes side's configuration into dir, starts nginx with it
 // and waits until it accepts connections and its worker runs.
 func startNginx(ctx context.Context, bin, dir string, side nginxSide) (*nginxProc, error) {
-	name := "d " + side.name
+	name := string(side.cfg) + " " + side.name
 	conf := filepath.Join(dir, side.name+".conf")
 	if err := os.WriteFile(conf, []byte(nginxConf(side, dir)), 0o644); err != nil {
 		return nil, err

@@ -23,17 +23,27 @@ func requirePrivileged(t *testing.T) {
 // every configuration, pass the set-up checks (the request succeeds
 // through each, (c)'s policy denies the admin path), measure both loads,
 // read the proxies' CPU and memory, find that (c)'s server side authorized
-// every request by the policy's last rule, and print the report. (d) is
-// left out, with a message, when nginx is not installed.
+// every request by the policy's last rule, and print the report. (d), (e)
+// and (f) are left out, with a message, when nginx is not installed; (e)
+// and (f) when its stream module is not. In CI both are installed
+// (.ci/run), and missing ones fail the test.
 func TestQuickRun(t *testing.T) {
 	requirePrivileged(t)
-	configs := "a,b,c,d"
-	if _, _, err := nginxVersion("nginx"); errors.Is(err, errNoNginx) {
+	configs := "a,b,c,d,e,f"
+	skip := func(cs, what string, err error) {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("nginx: %v (.ci/run installs it; CI must measure the comparison)", err)
+			t.Fatalf("%s: %v (.ci/run installs it; CI must measure the comparison)", what, err)
 		}
+		for _, c := range strings.Split(cs, ",") {
+			t.Run(c, func(t *testing.T) { t.Skipf("%s comparison skipped: %v", what, err) })
+		}
+	}
+	if _, _, err := nginxVersion("nginx"); errors.Is(err, errNoNginx) {
+		skip("d,e,f", "nginx", err)
 		configs = "a,b,c"
-		t.Run("d", func(t *testing.T) { t.Skipf("nginx comparison skipped: %v", err) })
+	} else if _, err := nginxStreamModule(nginxModulesDir); errors.Is(err, errNoStreamModule) {
+		skip("e,f", "nginx stream module", err)
+		configs = "a,b,c,d"
 	}
 	o, err := parseFlags([]string{"-quick", "-configs", configs}, benchcmd.LogWriter(t))
 	if err != nil {
@@ -65,7 +75,11 @@ func TestQuickRun(t *testing.T) {
 	}
 	var b strings.Builder
 	rep.print(&b)
-	for _, want := range []string{"Added latency against a", "Istio ztunnel", "Goals", "allowed by bench/allow-api"} {
+	want := []string{"Added latency against a", "Istio ztunnel", "Goals", "allowed by bench/allow-api"}
+	if o.has(cfgNginxL4) {
+		want = append(want, "b/e = ", "floor: plaintext L4 relay pair (f)", "stream module")
+	}
+	for _, want := range want {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}

@@ -67,9 +67,11 @@ func (s sample) perCore() float64 {
 // environment describes the machine and tools of a run.
 type environment struct {
 	kernel, goVersion, nginx string
-	cpus                     int
-	loadBefore, loadAfter    string
-	elapsed                  time.Duration
+	// streamModule is the nginx stream module loaded by (e) and (f).
+	streamModule          string
+	cpus                  int
+	loadBefore, loadAfter string
+	elapsed               time.Duration
 }
 
 // report holds every value of a run.
@@ -112,13 +114,14 @@ func (r *report) added(c config, l load, pct func(sample) time.Duration) []float
 	return out
 }
 
-// ratioToNginx returns, per round, c's requests per proxy core at the
-// maximum rate over nginx's (d) in the same round.
-func (r *report) ratioToNginx(c config) []float64 {
-	base, xs := r.samples[cfgNginx][loadMax], r.samples[c][loadMax]
+// perCoreRatio returns, per round, c's requests per proxy core at the
+// maximum rate over base's in the same round: over nginx's (d) for the
+// goals, over nginx L4's (e) for b's like-for-like comparison.
+func (r *report) perCoreRatio(c, base config) []float64 {
+	bs, xs := r.samples[base][loadMax], r.samples[c][loadMax]
 	var out []float64
-	for i := range min(len(base), len(xs)) {
-		if b, x := base[i].perCore(), xs[i].perCore(); b > 0 && x > 0 {
+	for i := range min(len(bs), len(xs)) {
+		if b, x := bs[i].perCore(), xs[i].perCore(); b > 0 && x > 0 {
 			out = append(out, x/b)
 		}
 	}
@@ -206,13 +209,53 @@ func (r *report) goals() []goal {
 		case !r.opts.has(cfgNginx):
 			g.absent = "d not measured"
 		default:
-			s := summarize(r.ratioToNginx(c))
+			s := summarize(r.perCoreRatio(c, cfgNginx))
 			g.value = fmt.Sprintf("%s/d = %.2f", c, s.Med)
 			g.met = s.Med >= 1
 		}
 		gs = append(gs, g)
 	}
 	return gs
+}
+
+// comparison is one line of the L4 comparison section: not a goal, so
+// without a verdict.
+type comparison struct {
+	what, value string
+	absent      string // why it could not be computed; empty when it was
+}
+
+// l4Comparisons sets b beside its like-for-like peer, nginx relaying TCP
+// with mutual TLS (e), on the medians, and prints the plaintext relay
+// pair's (f) CPU: the floor under both, what two relays that read and
+// write the bytes in user space cost on this machine before any TLS or
+// policy. (d), the goals' reference, parses HTTP; (e) and b do not.
+func (r *report) l4Comparisons() []comparison {
+	vcpu := func(c config, side int) float64 {
+		return summarize(r.series(c, loadFixed, func(s sample) float64 { return s.vcpuPer1k(side) })).Med
+	}
+	absent := func(cs ...config) string {
+		for _, c := range cs {
+			if !r.opts.has(c) {
+				return string(c) + " not measured"
+			}
+		}
+		return ""
+	}
+	cpu := comparison{what: "b: vCPU per 1,000 req/s against nginx L4 mTLS (e)", absent: absent(cfgL4, cfgNginxL4)}
+	if cpu.absent == "" {
+		cpu.value = fmt.Sprintf("client %.3f vs %.3f, server %.3f vs %.3f",
+			vcpu(cfgL4, sideClient), vcpu(cfgNginxL4, sideClient), vcpu(cfgL4, sideServer), vcpu(cfgNginxL4, sideServer))
+	}
+	perCore := comparison{what: "b: max req/s per proxy core against nginx L4 mTLS (e)", absent: absent(cfgL4, cfgNginxL4)}
+	if perCore.absent == "" {
+		perCore.value = fmt.Sprintf("b/e = %.2f", summarize(r.perCoreRatio(cfgL4, cfgNginxL4)).Med)
+	}
+	floor := comparison{what: "floor: plaintext L4 relay pair (f), vCPU per 1,000 req/s", absent: absent(cfgNginxTCP)}
+	if floor.absent == "" {
+		floor.value = fmt.Sprintf("client %.3f, server %.3f", vcpu(cfgNginxTCP, sideClient), vcpu(cfgNginxTCP, sideServer))
+	}
+	return []comparison{cpu, perCore, floor}
 }
 
 func ms(d time.Duration) float64 { return d.Seconds() * 1e3 }
@@ -227,7 +270,13 @@ func (r *report) print(w io.Writer) {
 	if r.env.nginx != "" {
 		fmt.Fprintf(w, ", %s", r.env.nginx)
 	}
+	if r.env.streamModule != "" {
+		fmt.Fprintf(w, " (stream module %s)", r.env.streamModule)
+	}
 	fmt.Fprintln(w)
+	if o.proxyProcs > 0 {
+		fmt.Fprintf(w, "  Rampart proxy processes run with GOMAXPROCS=%d (-proxy-gomaxprocs); the load generator and the application with Go's default\n", o.proxyProcs)
+	}
 	fmt.Fprintf(w, "  load average (1/5/15 min): before %s, after %s; run took %v\n", r.env.loadBefore, r.env.loadAfter, r.env.elapsed.Round(time.Second))
 	for _, c := range o.configs {
 		fmt.Fprintf(w, "  %s  %-36s %s\n", c, c.describe(), c.detail())
@@ -313,6 +362,16 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "  %-62s  %-26s met\n", g.what, g.value)
 		default:
 			fmt.Fprintf(w, "  %-62s  %-26s MISSED\n", g.what, g.value)
+		}
+	}
+	if o.has(cfgL4) || o.hasFunc(config.stream) {
+		fmt.Fprintln(w, "\nL4 peers (medians; not goals)")
+		for _, c := range r.l4Comparisons() {
+			if c.absent != "" {
+				fmt.Fprintf(w, "  %-62s  %s\n", c.what, c.absent)
+			} else {
+				fmt.Fprintf(w, "  %-62s  %s\n", c.what, c.value)
+			}
 		}
 	}
 	if len(r.notes) > 0 {

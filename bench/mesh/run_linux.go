@@ -25,9 +25,11 @@ var (
 	directAddr = netip.MustParseAddr("127.0.0.10")
 	clientAddr = map[config]netip.Addr{
 		cfgL4: netip.MustParseAddr("127.0.0.11"), cfgL7: netip.MustParseAddr("127.0.0.21"), cfgNginx: netip.MustParseAddr("127.0.0.31"),
+		cfgNginxL4: netip.MustParseAddr("127.0.0.41"), cfgNginxTCP: netip.MustParseAddr("127.0.0.51"),
 	}
 	serverAddr = map[config]netip.Addr{
 		cfgL4: netip.MustParseAddr("127.0.0.12"), cfgL7: netip.MustParseAddr("127.0.0.22"), cfgNginx: netip.MustParseAddr("127.0.0.32"),
+		cfgNginxL4: netip.MustParseAddr("127.0.0.42"), cfgNginxTCP: netip.MustParseAddr("127.0.0.52"),
 	}
 )
 
@@ -46,7 +48,13 @@ type bench struct {
 	caDir string
 	dir   string
 	nginx string
-	app   *goChild
+	// streamModule is the path of nginx's stream module, for (e) and (f).
+	streamModule string
+	// nginxPKI is written once, for the first nginx configuration
+	// started, and shared by all: (d) and (e) present the same
+	// certificates.
+	nginxPKI *nginxPKI
+	app      *goChild
 	// procs are stopped in reverse order at the end.
 	procs []proc
 }
@@ -60,10 +68,16 @@ func run(ctx context.Context, o options) (_ *report, err error) {
 	rep := newReport(o)
 	rep.env = environment{kernel: host.KernelRelease(), goVersion: runtime.Version(), cpus: runtime.NumCPU()}
 	b := &bench{o: o}
-	if o.has(cfgNginx) {
+	if o.hasFunc(config.nginx) {
 		if b.nginx, rep.env.nginx, err = nginxVersion(o.nginx); err != nil {
 			return nil, err
 		}
+	}
+	if o.hasFunc(config.stream) {
+		if b.streamModule, err = nginxStreamModule(nginxModulesDir); err != nil {
+			return nil, err
+		}
+		rep.env.streamModule = b.streamModule
 	}
 	if b.dir, err = os.MkdirTemp("", "rampart-bench-mesh-"); err != nil {
 		return nil, err
@@ -136,7 +150,7 @@ func (b *bench) start(ctx context.Context) ([]*setup, error) {
 	for _, a := range appAddrs {
 		listen = append(listen, netip.AddrPortFrom(a, appPort).String())
 	}
-	if b.app, err = startGoChild(ctx, "app", []string{appCmd, "-listen", strings.Join(listen, ","), "-body", strconv.Itoa(o.body)}, nil, "", ""); err != nil {
+	if b.app, err = startGoChild(ctx, "app", []string{appCmd, "-listen", strings.Join(listen, ","), "-body", strconv.Itoa(o.body)}, nil, nil, "", ""); err != nil {
 		return nil, err
 	}
 	b.procs = append(b.procs, b.app)
@@ -152,7 +166,7 @@ func (b *bench) start(ctx context.Context) ([]*setup, error) {
 			if front, err = b.startRampart(ctx, s, appPort); err != nil {
 				return nil, err
 			}
-		case cfgNginx:
+		case cfgNginx, cfgNginxL4, cfgNginxTCP:
 			if front, err = b.startNginx(ctx, s, appPort); err != nil {
 				return nil, err
 			}
@@ -181,36 +195,59 @@ func (b *bench) startRampart(ctx context.Context, s *setup, appPort uint16) (net
 		policy = policyRules
 	}
 	common := []string{proxyCmd, "-hbone", strconv.Itoa(int(hbone)), "-client", cip.String(), "-server", sip.String()}
+	env := proxyEnv(b.o.proxyProcs)
 	prof := func(side string) []string {
 		if b.o.profile == "" {
 			return nil
 		}
 		return []string{"-cpuprofile", filepath.Join(b.o.profile, string(s.cfg)+"-"+side+".pprof")}
 	}
-	server, err := startGoChild(ctx, string(s.cfg)+" server", slices.Concat(common, []string{"-role", serverName, "-policy", policy}, prof(serverName)), b.auth, benchNamespace, serverName)
+	server, err := startGoChild(ctx, string(s.cfg)+" server", slices.Concat(common, []string{"-role", serverName, "-policy", policy}, prof(serverName)), env, b.auth, benchNamespace, serverName)
 	if err != nil {
 		return front, err
 	}
 	b.procs = append(b.procs, server)
-	client, err := startGoChild(ctx, string(s.cfg)+" client", slices.Concat(common, []string{"-role", clientName, "-listen", front.String(), "-app", strconv.Itoa(int(appPort))}, prof(clientName)), b.auth, benchNamespace, clientName)
+	client, err := startGoChild(ctx, string(s.cfg)+" client", slices.Concat(common, []string{"-role", clientName, "-listen", front.String(), "-app", strconv.Itoa(int(appPort))}, prof(clientName)), env, b.auth, benchNamespace, clientName)
 	if err != nil {
 		return front, err
 	}
 	b.procs = append(b.procs, client)
 	s.sides = []proc{client, server}
+	// A GOMAXPROCS the runtime ignored would make the report describe a
+	// run that did not happen.
+	if want := b.o.proxyProcs; want > 0 {
+		for _, c := range []*goChild{client, server} {
+			st, err := c.stats()
+			if err != nil {
+				return front, err
+			}
+			if st.GOMAXPROCS != want {
+				return front, fmt.Errorf("%s runs with GOMAXPROCS %d, want %d", c.label(), st.GOMAXPROCS, want)
+			}
+		}
+	}
 	return front, nil
 }
 
-// startNginx starts the server-side and the client-side nginx of (d) and
-// returns the client side's front address.
+// startNginx starts the server-side and the client-side nginx of (d), (e)
+// or (f) and returns the client side's front address. Each configuration
+// has a prefix directory of its own; the certificates are shared.
 func (b *bench) startNginx(ctx context.Context, s *setup, appPort uint16) (netip.AddrPort, error) {
 	cip, sip := clientAddr[s.cfg], serverAddr[s.cfg]
-	dir := filepath.Join(b.dir, "nginx")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return netip.AddrPort{}, err
+	if b.nginxPKI == nil {
+		pkiDir := filepath.Join(b.dir, "nginx")
+		if err := os.MkdirAll(pkiDir, 0o755); err != nil {
+			return netip.AddrPort{}, err
+		}
+		pki, err := writeNginxPKI(b.auth, b.caDir, pkiDir)
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		b.nginxPKI = &pki
 	}
-	pki, err := writeNginxPKI(b.auth, b.caDir, dir)
-	if err != nil {
+	pki := *b.nginxPKI
+	dir := filepath.Join(b.dir, "nginx", string(s.cfg))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return netip.AddrPort{}, err
 	}
 	sport, err := freePort(sip)
@@ -221,8 +258,8 @@ func (b *bench) startNginx(ctx context.Context, s *setup, appPort uint16) (netip
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	serverSide := nginxSide{name: serverName, listen: netip.AddrPortFrom(sip, sport), upstream: netip.AddrPortFrom(sip, appPort), pki: pki}
-	clientSide := nginxSide{name: clientName, listen: netip.AddrPortFrom(cip, cport), upstream: serverSide.listen, pki: pki}
+	serverSide := nginxSide{cfg: s.cfg, name: serverName, listen: netip.AddrPortFrom(sip, sport), upstream: netip.AddrPortFrom(sip, appPort), pki: pki, streamModule: b.streamModule}
+	clientSide := nginxSide{cfg: s.cfg, name: clientName, listen: netip.AddrPortFrom(cip, cport), upstream: serverSide.listen, pki: pki, streamModule: b.streamModule}
 	server, err := startNginx(ctx, b.nginx, dir, serverSide)
 	if err != nil {
 		return clientSide.listen, err
