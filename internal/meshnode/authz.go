@@ -179,6 +179,12 @@ func (a *Authorizer) AuthorizeHTTP(r proxy.Request) (proxy.Decision, error) {
 	if err != nil {
 		return proxy.Decision{}, err
 	}
+	// A method in lower case would slip past rules that name it in upper
+	// case (methods are case-sensitive, and policies are written in
+	// upper case): refused before authorization, as Istio does.
+	if err := mesh.CheckMethod(r.Method); err != nil {
+		return proxy.Decision{Status: http.StatusBadRequest, Body: "bad request method", Reason: err.Error()}, nil
+	}
 	path, err := mesh.NormalizePath(r.Path, mesh.NormalizeBase)
 	if err != nil {
 		return proxy.Decision{Status: http.StatusBadRequest, Body: "bad request path", Reason: err.Error()}, nil
@@ -273,7 +279,7 @@ func (st *state) l4(c proxy.Connection, req *policy.HTTPRequest) (proxy.Decision
 		return proxy.Decision{Allow: true}, true
 	}
 	dec := v.Ingress
-	if v.Egress.Allowed == false {
+	if !v.Egress.Allowed {
 		dec = v.Egress
 	}
 	d := proxy.Decision{Reason: "L3/L4: " + dec.Explain()}

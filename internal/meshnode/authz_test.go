@@ -156,6 +156,9 @@ func TestAuthorizeHTTP(t *testing.T) {
 		{"method not in rules.http", req("spiffe://cluster.local/ns/shop/sa/client", "POST", "/public/a"), false, 403, "Access denied"},
 		{"path normalised before matching", req("spiffe://cluster.local/ns/shop/sa/client", "GET", "/public/../admin"), false, 403, "Access denied"},
 		{"AuthorizationPolicy first", req("spiffe://cluster.local/ns/shop/sa/other", "GET", "/public/a"), false, 0, ""},
+		// "get" is not "GET" to a rule, nor to most applications.
+		{"lower-case method refused", req("spiffe://cluster.local/ns/shop/sa/client", "get", "/public/a"), false, 400, "bad request method"},
+		{"mixed-case method refused", req("spiffe://cluster.local/ns/shop/sa/client", "Post", "/public/a"), false, 400, "bad request method"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, err := a.AuthorizeHTTP(tc.r)

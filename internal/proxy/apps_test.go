@@ -21,8 +21,8 @@ func appHandler(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Trailer", "Grpc-Status")
 		defer w.Header().Set("Grpc-Status", "0")
 	}
-	fmt.Fprintf(w, "hello from app; path=%s; remote=%s; xfcc=%s; xff=%s; body=%s",
-		r.URL.Path, r.RemoteAddr, r.Header.Get("X-Forwarded-Client-Cert"), r.Header.Get("X-Forwarded-For"), body)
+	fmt.Fprintf(w, "hello from app; path=%s; remote=%s; xfcc=%s; xff=%s; uri=%s; body=%s",
+		r.URL.Path, r.RemoteAddr, r.Header.Get("X-Forwarded-Client-Cert"), r.Header.Get("X-Forwarded-For"), r.RequestURI, body)
 }
 
 // serveHTTP serves appHandler on l until the test ends.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -49,6 +50,20 @@ const (
 	// l7BufSize is the size of each read and write buffer: one HBONE
 	// frame's payload.
 	l7BufSize = 16 << 10
+	// syncBodyMax is the largest request body written before the
+	// response is read: the application's socket buffer takes it whether
+	// or not the application reads it before answering. Larger bodies,
+	// and bodies of unknown length, are written by a goroutine of their
+	// own while the response is read, so that an application that answers
+	// while it still reads (a streaming echo, an upload with progress)
+	// cannot deadlock with the proxy.
+	syncBodyMax = 64 << 10
+	// bodyGrace is how long a request body still being written may take
+	// to end after the application has answered in full. The common case
+	// (the application read the whole body, then answered) ends within
+	// microseconds; an application that answered early (413, say) and a
+	// client still sending have the connection closed after it.
+	bodyGrace = time.Second
 )
 
 // hopHeaders are the hop-by-hop headers of RFC 9110 7.6.1, which a proxy
@@ -93,6 +108,16 @@ type http1Conn struct {
 	up  *sockio.Conn // to the application, nil until needed
 	ubr *bufio.Reader
 	ubw *bufio.Writer
+	// upc is up for abort, which runs on the timer's goroutine.
+	upc atomic.Pointer[sockio.Conn]
+	// timer closes both connections when it fires (abort): armed while
+	// waiting for a request, for the rest of its head, and while a
+	// request is forwarded, where every read of its body and write of
+	// its response re-arms it (a stream idle timeout, as Envoy's).
+	timer *time.Timer
+	// http10 is set while answering an HTTP/1.0 request: such a client
+	// keeps its connection only when told so, and takes no 1xx answer.
+	http10 bool
 
 	in, out   int64 // bytes from and to the client
 	forwarded bool
@@ -102,9 +127,11 @@ type http1Conn struct {
 func (h *http1Conn) serve() {
 	defer h.done()
 	// One timer, armed only while waiting: for the next request (the
-	// idle timeout) and for the rest of its head (the header timeout).
-	// Closing the connection makes the pending read fail.
-	timer := time.AfterFunc(h.p.cfg.IdleTimeout, func() { h.c.Close() })
+	// idle timeout), for the rest of its head (the header timeout) and
+	// for progress while it is forwarded. Closing the connections makes
+	// the pending read or write fail.
+	h.timer = time.AfterFunc(h.p.cfg.IdleTimeout, h.abort)
+	timer := h.timer
 	defer timer.Stop()
 	for {
 		timer.Reset(h.p.cfg.IdleTimeout)
@@ -131,6 +158,18 @@ func (h *http1Conn) serve() {
 		return
 	}
 }
+
+// abort closes the client's connection and the application's, ending
+// whatever waits on either.
+func (h *http1Conn) abort() {
+	h.c.Close()
+	if up := h.upc.Load(); up != nil {
+		up.Close()
+	}
+}
+
+// progress re-arms the timer after a forwarded request moved.
+func (h *http1Conn) progress() { h.timer.Reset(h.p.cfg.IdleTimeout) }
 
 // done closes the application connection, half-closes the client's and
 // emits the connection's record.
@@ -178,10 +217,11 @@ func (h *http1Conn) serveRequest(req *http.Request) bool {
 	rec.Method, rec.Path = req.Method, path
 	rec.Allowed, rec.Policy, rec.Reason = d.Allow, d.Policy, d.Reason
 	rec.forwarded = false
-	retryable := req.Body == http.NoBody
+	h.http10 = !req.ProtoAtLeast(1, 1)
+	retryable := req.Body == http.NoBody && replayable(req)
 	var body *countingBody
-	if !retryable {
-		body = &countingBody{ReadCloser: req.Body}
+	if req.Body != http.NoBody {
+		body = &countingBody{ReadCloser: req.Body, progress: h.progress}
 		req.Body = body
 	}
 	keep := !req.Close
@@ -250,8 +290,20 @@ func discard(req *http.Request) bool {
 // back. It returns the status, the response body bytes and whether the
 // connection goes on.
 func (h *http1Conn) forward(req *http.Request, target string, keep, retryable bool) (int, int64, bool) {
+	h.progress()
+	defer h.timer.Stop()
+	// Only WebSocket is switched to, as Istio's default: after a 101 the
+	// bytes are spliced unread, and an h2c upgrade would carry requests
+	// that nothing authorizes.
 	upgrade := upgradeType(req.Header)
+	if !strings.EqualFold(upgrade, "websocket") {
+		upgrade = ""
+	}
 	removeHopHeaders(req.Header)
+	// The proxy frames the body itself (writeRequest); HTTP2-Settings
+	// belongs to an h2c upgrade, which is not forwarded.
+	delete(req.Header, "Content-Length")
+	delete(req.Header, "Http2-Settings")
 	if upgrade != "" {
 		req.Header.Set("Connection", "Upgrade")
 		req.Header.Set("Upgrade", upgrade)
@@ -266,7 +318,7 @@ func (h *http1Conn) forward(req *http.Request, target string, keep, retryable bo
 			return 499, 0, false
 		}
 	}
-	resp, err := h.roundTrip(req, target, retryable)
+	resp, body, err := h.roundTrip(req, target, retryable)
 	if err != nil {
 		status := http.StatusBadGateway
 		if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "dial" {
@@ -275,10 +327,14 @@ func (h *http1Conn) forward(req *http.Request, target string, keep, retryable bo
 		h.p.log.Info("application error", slog.String("workload", h.ws.w.Key()), slog.String("path", req.URL.Path), slog.Any("error", err))
 		// The request body may be half read: the connection ends.
 		h.writeSimple(status, "", true)
+		h.endBody(body, false)
 		return status, 0, false
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if !h.endBody(body, true) {
+			return http.StatusBadGateway, 0, false
+		}
 		return h.switchProtocols(upgrade, resp)
 	}
 	n, err := h.writeResponse(req, resp, &keep)
@@ -288,62 +344,158 @@ func (h *http1Conn) forward(req *http.Request, target string, keep, retryable bo
 	if err != nil {
 		keep = false
 	}
+	if !h.endBody(body, keep) {
+		keep = false
+	}
 	return resp.StatusCode, n, keep
+}
+
+// endBody waits for the goroutine writing a request body (body, from
+// roundTrip; nil when there is none) and reports whether the body went
+// whole to the application. When the response is complete and wait is
+// set, the body has bodyGrace to end; otherwise, or after that, both
+// connections are closed first, since neither can carry another request
+// with the body unfinished.
+func (h *http1Conn) endBody(body <-chan error, wait bool) bool {
+	if body == nil {
+		return true
+	}
+	if wait {
+		t := time.NewTimer(bodyGrace)
+		defer t.Stop()
+		select {
+		case err := <-body:
+			if err != nil {
+				h.dropUpstream()
+			}
+			return err == nil
+		case <-t.C:
+		}
+	}
+	h.bw.Flush()
+	h.abort()
+	<-body
+	h.dropUpstream()
+	return false
+}
+
+// replayable reports whether a request may be sent again after the
+// application closed a kept-alive connection without answering: the
+// methods net/http's Transport replays, which change nothing on the
+// server by definition, or a request carrying an idempotency key.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
 }
 
 // roundTrip writes req to the application connection, dialing it when
 // there is none, and reads the response, passing informational answers
-// (1xx but 101) on to the client. A kept-alive connection the
-// application closed in the meantime is redialed once for a request
-// without a body.
-func (h *http1Conn) roundTrip(req *http.Request, target string, retryable bool) (*http.Response, error) {
+// (1xx but 101) on to HTTP/1.1 clients. A body larger than syncBodyMax,
+// or of unknown length, is written by a goroutine of its own while the
+// response is read; its outcome arrives on body (nil otherwise), which
+// the caller must wait for (endBody) before the connections serve
+// anything else. A kept-alive connection the application closed before
+// answering is redialed once for a replayable request without a body.
+func (h *http1Conn) roundTrip(req *http.Request, target string, retryable bool) (resp *http.Response, body <-chan error, err error) {
 	for attempt := 0; ; attempt++ {
 		reused := h.up != nil
 		if !reused {
 			if err := h.dialUpstream(); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
-		err := writeRequest(h.ubw, req, target)
-		var resp *http.Response
+		body, err = h.writeRequest(req, target)
+		if err != nil && body == nil {
+			err = &noAnswerError{err} // not sent whole: not seen
+		} else if err == nil {
+			// An error here, before any byte of an answer, is what a
+			// closed idle connection gives; a later one (a partial
+			// answer) means the application saw the request.
+			if _, err = h.ubr.Peek(1); err != nil {
+				err = &noAnswerError{err}
+			}
+		}
 		for err == nil {
 			resp, err = http.ReadResponse(h.ubr, req)
 			if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 				break
 			}
+			if h.http10 {
+				continue // RFC 9110 15.2: no 1xx to an HTTP/1.0 client
+			}
+			removeHopHeaders(resp.Header)
 			h.writeHead(resp.Status, resp.Header, false)
 			err = h.bw.Flush()
 		}
 		if err == nil {
-			return resp, nil
+			return resp, body, nil
 		}
 		h.dropUpstream()
-		if !reused || attempt > 0 || !retryable {
-			return nil, err
+		var na *noAnswerError
+		if !reused || attempt > 0 || !retryable || !errors.As(err, &na) {
+			return nil, body, err
 		}
 	}
 }
 
-// writeRequest writes req to the application: the request line with
-// target, Host, the headers as they are now, framing of the proxy's
-// choosing (Content-Length when the length is known, else chunked) and
-// the body, then flushes. It keeps the application connection alive
-// whatever the client asked of its own.
-func writeRequest(w *bufio.Writer, req *http.Request, target string) error {
+// noAnswerError is a failure of the application connection before any
+// byte of an answer: the only one after which a request may be replayed.
+type noAnswerError struct{ err error }
+
+func (e *noAnswerError) Error() string { return "no answer: " + e.err.Error() }
+func (e *noAnswerError) Unwrap() error { return e.err }
+
+// writeRequest writes req's head to the application and its body: here
+// when it is known to be at most syncBodyMax, else on a goroutine whose
+// outcome arrives on body.
+func (h *http1Conn) writeRequest(req *http.Request, target string) (body <-chan error, err error) {
+	if err := writeHead(h.ubw, req, target); err != nil {
+		return nil, err
+	}
+	if req.ContentLength >= 0 && req.ContentLength <= syncBodyMax {
+		return nil, writeBody(h.ubw, req, h.ubw)
+	}
+	if err := h.ubw.Flush(); err != nil {
+		return nil, err
+	}
+	c := make(chan error, 1)
+	go func() { c <- writeBody(h.ubw, req, flushEach{h.ubw}) }()
+	return c, nil
+}
+
+// flushEach passes every piece of a streamed body on at once: the client
+// may wait for an answer to it.
+type flushEach struct{ w *bufio.Writer }
+
+func (f flushEach) Write(b []byte) (int, error) {
+	n, err := f.w.Write(b)
+	if err == nil {
+		err = f.w.Flush()
+	}
+	return n, err
+}
+
+// writeHead writes a request head to the application: the request line
+// with target, Host, the headers as they are now and framing of the
+// proxy's choosing (Content-Length when the length is known, else
+// chunked). It keeps the application connection alive whatever the client
+// asked of its own.
+func writeHead(w *bufio.Writer, req *http.Request, target string) error {
 	w.WriteString(req.Method)
 	w.WriteByte(' ')
 	w.WriteString(target)
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(req.Host)
 	w.WriteString("\r\n")
-	chunked := false
 	switch {
 	case req.ContentLength > 0:
 		w.WriteString("Content-Length: ")
 		w.WriteString(strconv.FormatInt(req.ContentLength, 10))
 		w.WriteString("\r\n")
 	case req.ContentLength < 0:
-		chunked = true
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
 		w.WriteString("Content-Length: 0\r\n")
@@ -351,20 +503,26 @@ func writeRequest(w *bufio.Writer, req *http.Request, target string) error {
 	if err := req.Header.Write(w); err != nil {
 		return err
 	}
-	w.WriteString("\r\n")
+	_, err := w.WriteString("\r\n")
+	return err
+}
+
+// writeBody writes req's body to w, through out, in the framing
+// writeHead announced, then flushes. Request trailers are dropped, as
+// Envoy does for HTTP/1 by default: nothing authorizes them, and an
+// application that merges them into the header would take a forged
+// X-Forwarded-Client-Cert from one.
+func writeBody(w *bufio.Writer, req *http.Request, out io.Writer) error {
 	switch {
-	case chunked:
-		cw := httputil.NewChunkedWriter(w)
+	case req.ContentLength < 0:
+		cw := httputil.NewChunkedWriter(out)
 		if _, err := io.Copy(cw, req.Body); err != nil {
 			return err
 		}
 		cw.Close()
-		if err := req.Trailer.Write(w); err != nil {
-			return err
-		}
 		w.WriteString("\r\n")
 	case req.ContentLength > 0:
-		if _, err := io.Copy(w, req.Body); err != nil {
+		if _, err := io.Copy(out, req.Body); err != nil {
 			return err
 		}
 	}
@@ -382,6 +540,7 @@ func (h *http1Conn) dialUpstream() error {
 		return net.ErrClosed
 	}
 	h.up = up
+	h.upc.Store(up)
 	if h.ubr == nil {
 		h.ubr = bufio.NewReaderSize(up, l7BufSize)
 		h.ubw = bufio.NewWriterSize(up, 4<<10)
@@ -393,6 +552,7 @@ func (h *http1Conn) dialUpstream() error {
 }
 
 func (h *http1Conn) dropUpstream() {
+	h.upc.Store(nil)
 	if h.up != nil {
 		h.ws.untrack(h.up)
 		h.up.Close()
@@ -405,10 +565,23 @@ func (h *http1Conn) dropUpstream() {
 // clients) or the end of the connection (HTTP/1.0).
 func (h *http1Conn) writeResponse(req *http.Request, resp *http.Response, keep *bool) (int64, error) {
 	removeHopHeaders(resp.Header)
-	resp.Header.Del("Content-Length")
-	hasBody := req.Method != http.MethodHead && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotModified
+	appLength := resp.Header["Content-Length"]
+	delete(resp.Header, "Content-Length")
+	noBody := req.Method == http.MethodHead || resp.StatusCode == http.StatusNotModified
+	hasBody := !noBody && resp.StatusCode != http.StatusNoContent
 	chunked := false
 	switch {
+	case resp.StatusCode == http.StatusNoContent:
+		// RFC 9110 8.6: no Content-Length in a 204.
+	case noBody:
+		// The length of the representation a GET would get (RFC 9110
+		// 8.6), passed on when it is one valid number, not 0 for the
+		// empty body that follows.
+		if len(appLength) == 1 {
+			if _, err := strconv.ParseUint(appLength[0], 10, 63); err == nil {
+				resp.Header["Content-Length"] = appLength
+			}
+		}
 	case resp.ContentLength >= 0:
 		resp.Header["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	case !hasBody:
@@ -465,6 +638,7 @@ type flushingWriter struct {
 }
 
 func (f flushingWriter) Write(b []byte) (int, error) {
+	f.h.progress()
 	n, err := f.w.Write(b)
 	if err == nil && f.h.ubr.Buffered() == 0 {
 		err = f.h.bw.Flush()
@@ -511,8 +685,11 @@ func (h *http1Conn) writeHead(status string, header http.Header, close bool) {
 	h.bw.WriteString("HTTP/1.1 ")
 	h.bw.WriteString(status)
 	h.bw.WriteString("\r\n")
-	if close {
+	switch {
+	case close:
 		h.bw.WriteString("Connection: close\r\n")
+	case h.http10:
+		h.bw.WriteString("Connection: keep-alive\r\n")
 	}
 	header.Write(h.bw)
 	h.bw.WriteString("\r\n")

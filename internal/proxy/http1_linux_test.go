@@ -45,7 +45,7 @@ func http1App(release <-chan struct{}) http.Handler {
 		io.WriteString(w, "bye")
 	})
 	mux.HandleFunc("/upgrade", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "echo" {
+		if r.Header.Get("Upgrade") != "websocket" {
 			http.Error(w, "no upgrade", http.StatusBadRequest)
 			return
 		}
@@ -54,7 +54,7 @@ func http1App(release <-chan struct{}) http.Handler {
 			return
 		}
 		defer c.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 		brw.Flush()
 		io.Copy(c, brw)
 	})
@@ -211,9 +211,9 @@ func TestLoopbackHTTP1(t *testing.T) {
 
 	t.Run("upgrade", func(t *testing.T) {
 		c, br := dial(t, app)
-		io.WriteString(c, "GET /upgrade HTTP/1.1\r\n"+host+"Connection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		io.WriteString(c, "GET /upgrade HTTP/1.1\r\n"+host+"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 		resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
-		if err != nil || resp.StatusCode != 101 || resp.Header.Get("Upgrade") != "echo" {
+		if err != nil || resp.StatusCode != 101 || resp.Header.Get("Upgrade") != "websocket" {
 			t.Fatalf("upgrade answer: %v %v", resp, err)
 		}
 		io.WriteString(c, "ping")

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -137,8 +138,14 @@ func (h *l7Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path, query := splitTarget(r)
 	req := Request{Connection: h.conn, Method: r.Method, Host: r.Host, Path: path, Query: query, Header: r.Header}
 	d := h.p.authz.request(req)
-	if d.Allow && d.Path != "" && d.Path != path {
-		if err := setPath(r.URL, d.Path); err != nil {
+	if d.Allow {
+		// What goes on is the path the authorizer decided on (its normal
+		// form), or the client's as sent.
+		fwd := path
+		if d.Path != "" {
+			fwd = d.Path
+		}
+		if err := setPath(r.URL, fwd); err != nil {
 			d = Decision{Status: http.StatusBadRequest, Body: "Bad Request", Reason: "path to forward: " + err.Error()}
 		}
 	}
@@ -175,13 +182,22 @@ func (h *l7Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.p.finish(rec, start)
 }
 
-// setPath makes u's path the escaped path p.
+// setPath makes u's path the escaped path p, which the request then
+// carries byte for byte. net/url keeps p only when it is an escaping of
+// the decoded path that it would accept itself; otherwise (a "|", a
+// non-ASCII byte) it escapes the decoded path anew, which decodes every
+// escape in p, an encoded "/" into a separator among them, so that the
+// application would see other segments than the authorizer did. Such a
+// path is refused, unless it has no escapes to lose.
 func setPath(u *url.URL, p string) error {
 	dec, err := url.PathUnescape(p)
 	if err != nil {
 		return err
 	}
 	u.Path, u.RawPath = dec, p
+	if u.EscapedPath() != p && strings.Contains(p, "%") {
+		return fmt.Errorf("%q cannot be forwarded as it was authorized", p)
+	}
 	return nil
 }
 
@@ -203,7 +219,12 @@ func (h *l7Handler) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = netip.AddrPortFrom(h.rec.Destination.Addr(), h.rec.Destination.Port()).String()
 	pr.Out.Host = pr.In.Host
+	// Appended to, as on HTTP/1.1 and in Envoy (ReverseProxy removes
+	// the client's before Rewrite).
+	pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 	pr.SetXForwarded()
+	// Request trailers are not forwarded (see writeBody).
+	pr.Out.Trailer = nil
 	pr.Out.Header.Del("X-Forwarded-Client-Cert")
 	if h.conn.SourcePrincipal != "" {
 		pr.Out.Header.Set("X-Forwarded-Client-Cert", "By="+h.rec.DestinationPrincipal+";URI="+h.conn.SourcePrincipal)
@@ -281,15 +302,20 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// countingBody counts the request body bytes the application read.
+// countingBody counts the request body bytes the application read and,
+// when progress is set, calls it after each read that moved.
 type countingBody struct {
 	io.ReadCloser
-	n atomic.Int64
+	n        atomic.Int64
+	progress func()
 }
 
 func (c *countingBody) Read(b []byte) (int, error) {
 	n, err := c.ReadCloser.Read(b)
 	c.n.Add(int64(n))
+	if n > 0 && c.progress != nil {
+		c.progress()
+	}
 	return n, err
 }
 

@@ -52,7 +52,7 @@ func freePort(t testing.TB) uint16 {
 	return uint16(l.Addr().(*net.TCPAddr).Port)
 }
 
-func mustLoopback(t testing.TB) *loopback {
+func mustLoopback(t testing.TB, configure ...func(*proxy.Config)) *loopback {
 	t.Helper()
 	lb := &loopback{
 		reg:    prometheus.NewRegistry(),
@@ -67,11 +67,15 @@ func mustLoopback(t testing.TB) *loopback {
 	res := newTestResolver()
 	res.add(lb.client, true)
 	res.add(lb.server, true)
-	p, err := proxy.New(proxy.Config{
+	cfg := proxy.Config{
 		Certificates: lb.certs, Resolver: res, Authorizer: lb.authz, Recorder: lb.rec,
 		Registerer: lb.reg, TrustDomain: trustDomain, Ports: proxy.Ports{HBONE: lb.hbone},
 		Logger: testLogger(t),
-	})
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	p, err := proxy.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,6 +545,36 @@ func TestLoopbackL7HTTP2(t *testing.T) {
 	resp, body = post("/shop.Admin/Delete")
 	if resp.StatusCode != 403 || body != "RBAC: access denied" {
 		t.Fatalf("denied h2c call: %s %q", resp.Status, body)
+	}
+	// The application gets the path the authorizer saw, byte for byte:
+	// net/url would re-escape one with a byte it escapes itself ("|")
+	// from its decoded form, turning the "%2F" inside a segment into a
+	// separator, and "/a|/..%2Fadmin" into "/admin" at an application
+	// that resolves dot segments. Without escapes to lose, the
+	// re-escaped spelling is the same path and goes on.
+	for _, tc := range []struct{ path, uri string }{
+		{"/a%7C/..%2Fadmin", "/a%7C/..%2Fadmin"},
+		{"/a|/..%2Fadmin", ""}, // refused: 400
+		{"/a|b", "/a%7Cb"},
+	} {
+		req, err := http.NewRequest("GET", "http://"+lb.httpAddr.String()+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.URL.Opaque = "//" + lb.httpAddr.String() + tc.path // sent as :path unchanged
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf(":path %q: %v", tc.path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if tc.uri == "" {
+			if resp.StatusCode != 400 {
+				t.Errorf(":path %q: %s %q, want 400", tc.path, resp.Status, b)
+			}
+		} else if resp.StatusCode != 200 || !strings.Contains(string(b), "uri="+tc.uri+";") {
+			t.Errorf(":path %q: %s %q, want the application to get %s", tc.path, resp.Status, b, tc.uri)
+		}
 	}
 	r := lb.rec.wait(t, "h2c request record", func(r proxy.Record) bool {
 		return r.Kind == proxy.RecordRequest && r.Path == "/shop.Catalog/List"
