@@ -40,7 +40,9 @@ var (
 	// connection.
 	ErrConnClosed = errors.New("hbone connection closed")
 	// ErrConnFull is returned by Open when the connection carries as many
-	// streams as the peer allows.
+	// streams as the peer allows, or the peer refused the stream
+	// (REFUSED_STREAM: it allows as many streams as handlers it runs, and
+	// a handler may outlive its stream).
 	ErrConnFull = errors.New("hbone connection has no free stream")
 )
 
@@ -66,7 +68,12 @@ type Config struct {
 	// for this long; 0 never does.
 	IdleTimeout time.Duration
 	// MaxConcurrentStreams is the server's limit on streams the client
-	// may open at once; 1000 by default.
+	// may open at once, 1000 by default, and on handlers running at
+	// once: a handler counts until it returns, even after the client
+	// reset its stream, and streams past the limit are refused
+	// (REFUSED_STREAM). A client that resets more than this many (at
+	// least 100) streams before their answer within a second is sent
+	// GOAWAY ENHANCE_YOUR_CALM and disconnected (rapid reset).
 	MaxConcurrentStreams uint32
 	// ReadIdleTimeout sends a PING when no frame came from the peer for
 	// this long, and PingTimeout (15 s by default) closes the connection
@@ -87,15 +94,22 @@ type Conn struct {
 
 	wmu  sync.Mutex    // serialises frame writes
 	wfr  *http2.Framer // writing, under wmu
+	cfr  *http2.Framer // writing control frames into cbuf, under wmu
+	cbuf bytes.Buffer
 	henc *hpack.Encoder
 	hbuf bytes.Buffer
 
-	// Frames the reader wants written (window updates, acks, resets),
-	// written by the next writer or by the control goroutine.
+	// Control frames (window updates, acks, resets) that could not be
+	// written at once, written by the next writer or by the control
+	// goroutine: the queue from ctlHead, with the connection window to
+	// return merged into ctlConnWin (write.go).
 	ctlMu      sync.Mutex
-	ctl        []func(*http2.Framer) error
+	ctl        []ctlFrame
+	ctlHead    int
+	ctlConnWin int64
 	ctlPending atomic.Bool
 	ctlKick    chan struct{}
+	probe      *writeProbe // nil: the socket cannot be polled
 
 	// Receive windows of the connection: what the peer may still send,
 	// and what was consumed but not yet returned with WINDOW_UPDATE.
@@ -120,6 +134,14 @@ type Conn struct {
 	lastRead atomic.Int64
 	pingSent atomic.Int64
 	health   *time.Timer
+
+	// Server: handlers running, which count against
+	// MaxConcurrentStreams until they return; and the client's resets of
+	// unanswered streams in the second since earlyResetsSince (reader
+	// only).
+	running          atomic.Int64
+	earlyResets      uint32
+	earlyResetsSince time.Time
 
 	closing  chan struct{} // closed by fail
 	done     chan struct{} // closed when the reader returned
@@ -155,6 +177,8 @@ func newConn(nc net.Conn, server bool, cfg Config) *Conn {
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = maxHeaderListSize
 	c.wfr = http2.NewFramer(nc, nil)
+	c.cfr = http2.NewFramer(&c.cbuf, nil)
+	c.probe = newWriteProbe(nc)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.recvAvail.Store(connWindow)
 	if cfg.IdleTimeout > 0 {
@@ -287,6 +311,11 @@ func (c *Conn) Open(ctx context.Context, authority string) (*Stream, error) {
 		s.Close()
 		return nil, &StatusError{Status: status}
 	default:
+		if re, ok := errors.AsType[*ResetError](rerr); ok && re.Code == http2.ErrCodeRefusedStream {
+			// The server did not process the stream (RFC 9113 8.7), and
+			// another connection may take it.
+			return nil, fmt.Errorf("%w: %w", ErrConnFull, rerr)
+		}
 		return nil, rerr
 	}
 }
@@ -369,7 +398,7 @@ func (c *Conn) checkHealth() {
 		c.health.Reset(time.Duration(sent + int64(c.cfg.PingTimeout) - now))
 	case now-last >= int64(c.cfg.ReadIdleTimeout):
 		c.pingSent.Store(now)
-		c.queueCtl(func(f *http2.Framer) error { return f.WritePing(false, [8]byte{'h', 'b', 'o', 'n', 'e'}) })
+		c.queueCtl(ctlFrame{kind: ctlPing, data: [8]byte{'h', 'b', 'o', 'n', 'e'}})
 		c.health.Reset(c.cfg.PingTimeout)
 	default:
 		c.health.Reset(time.Duration(last + int64(c.cfg.ReadIdleTimeout) - now))
@@ -378,10 +407,24 @@ func (c *Conn) checkHealth() {
 
 // fail ends the connection with err: it closes the socket, which stops the
 // reader, and fails every stream.
-func (c *Conn) fail(err error) {
+func (c *Conn) fail(err error) { c.end(err, 0, false) }
+
+// goAwayTimeout bounds the wait for the socket to take a GOAWAY before a
+// failing connection closes.
+const goAwayTimeout = 100 * time.Millisecond
+
+// goAwayAndFail ends the connection with err like fail, telling the peer
+// first with GOAWAY code if the socket takes it within goAwayTimeout: a
+// peer that made this side give up has often stopped reading, and
+// nothing waits for it longer.
+func (c *Conn) goAwayAndFail(code http2.ErrCode, err error) { c.end(err, code, true) }
+
+// end is fail, and goAwayAndFail with goAway.
+func (c *Conn) end(err error, code http2.ErrCode, goAway bool) {
 	c.failOnce.Do(func() {
 		c.mu.Lock()
 		c.err = err
+		last := c.lastPeerID
 		streams := c.streams
 		c.streams = map[uint32]*Stream{}
 		c.sendCond.Broadcast()
@@ -391,6 +434,16 @@ func (c *Conn) fail(err error) {
 			c.health.Stop()
 		}
 		close(c.closing)
+		if goAway {
+			// Writers see c.err and stop (but for a last HEADERS or
+			// END_STREAM), and the deadline ends any write stuck on a
+			// full socket, so the lock comes free by then; nothing
+			// calls fail while holding it.
+			c.nc.SetWriteDeadline(time.Now().Add(goAwayTimeout))
+			c.wmu.Lock()
+			c.wfr.WriteGoAway(last, code, nil)
+			c.wmu.Unlock()
+		}
 		c.nc.Close()
 		for _, s := range streams {
 			s.abort(ErrConnClosed)
@@ -429,3 +482,7 @@ func (c *Conn) forgetLocked(s *Stream) {
 		go c.Close()
 	}
 }
+
+// writable reports whether a control frame can be written now without
+// waiting for the socket; c.wmu is held.
+func (c *Conn) writable() bool { return c.probe != nil && c.probe.writable() }

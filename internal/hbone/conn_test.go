@@ -252,6 +252,29 @@ func TestMaxConcurrentStreams(t *testing.T) {
 	}
 }
 
+// TestHandlerOutlivingItsStreamHoldsItsSlot: a stream the client reset
+// leaves MaxConcurrentStreams taken until its handler returns, so that the
+// client's next stream is refused, and Open reports that as ErrConnFull:
+// another connection may take it.
+func TestHandlerOutlivingItsStreamHoldsItsSlot(t *testing.T) {
+	release := make(chan struct{})
+	c := serve(t, hbone.Config{MaxConcurrentStreams: 1, Handler: func(s *hbone.Stream) {
+		s.Respond(http.StatusOK)
+		io.Copy(io.Discard, s) // until the reset
+		<-release
+	}})
+	defer close(release)
+	s, err := c.Open(context.Background(), "10.0.0.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = c.Open(context.Background(), "10.0.0.1:80")
+	if re, ok := errors.AsType[*hbone.ResetError](err); !errors.Is(err, hbone.ErrConnFull) || !ok || re.Code != http2.ErrCodeRefusedStream {
+		t.Fatalf("Open while the reset stream's handler runs = %v, want ErrConnFull from REFUSED_STREAM", err)
+	}
+}
+
 func TestServerGoneFailsStreams(t *testing.T) {
 	cc, sc := tcpPair(t)
 	go hbone.Serve(sc, hbone.Config{Handler: func(s *hbone.Stream) {

@@ -22,10 +22,20 @@
 //     only when that socket is full. Flow control bounds the queue.
 //   - Windows are large (1 MiB per stream, 4 MiB per connection) and are
 //     returned only when half is used, so WINDOW_UPDATE frames are rare.
-//   - The reader never waits for the write lock: its frames (window
-//     updates, acknowledgements, resets) are queued and written by whoever
-//     holds the lock next, or by a small goroutine, so two peers blocked on
-//     full sockets cannot deadlock each other.
+//   - The reader never waits for the write lock or the socket: it writes
+//     its frames (window updates, acknowledgements, resets) itself only
+//     when the lock is free and a zero-timeout poll finds room in the
+//     socket, and otherwise queues them for whoever holds the lock next,
+//     or for a small goroutine, so two peers blocked on full sockets cannot
+//     deadlock each other.
+//
+// Limits bound what a peer can make this side do. At most 10,000 control
+// frames wait for the socket (x/net/http2's limit): a peer that causes more
+// without reading them is sent GOAWAY ENHANCE_YOUR_CALM and disconnected.
+// Handlers count against MaxConcurrentStreams until they return, even
+// after the client reset their stream, and a client that keeps resetting
+// streams before their answer is disconnected the same way (rapid reset,
+// CVE-2023-44487).
 //
 // Conformance is checked against net/http's own HTTP/2 client and server
 // in both directions (interop_test.go).

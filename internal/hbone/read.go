@@ -16,11 +16,12 @@ func (c *Conn) run() {
 	go c.writeCtl()
 	err := c.readLoop()
 	if ce, ok := errors.AsType[http2.ConnectionError](err); ok {
-		c.mu.Lock()
-		last := c.lastPeerID
-		c.mu.Unlock()
-		code := http2.ErrCode(ce)
-		c.queueCtl(func(f *http2.Framer) error { return f.WriteGoAway(last, code, nil) })
+		c.goAwayAndFail(http2.ErrCode(ce), err)
+		return
+	}
+	if errors.Is(err, errRapidReset) {
+		c.goAwayAndFail(http2.ErrCodeEnhanceYourCalm, err)
+		return
 	}
 	c.fail(err)
 }
@@ -48,11 +49,10 @@ func (c *Conn) readLoop() error {
 		case *http2.WindowUpdateFrame:
 			err = c.onWindowUpdate(f)
 		case *http2.RSTStreamFrame:
-			c.onReset(f)
+			err = c.onReset(f)
 		case *http2.PingFrame:
 			if !f.IsAck() {
-				data := f.Data
-				c.queueCtl(func(fr *http2.Framer) error { return fr.WritePing(true, data) })
+				c.queueCtl(ctlFrame{kind: ctlPingAck, data: f.Data})
 			}
 		case *http2.GoAwayFrame:
 			c.onGoAway(f)
@@ -146,7 +146,13 @@ func (c *Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 func (c *Conn) acceptLocked(f *http2.MetaHeadersFrame) error {
 	id := f.StreamID
 	c.lastPeerID = id
-	refuse := c.goAway || c.err != nil || uint32(len(c.streams)) >= c.cfg.MaxConcurrentStreams
+	// Running handlers count against the limit as well as open streams:
+	// a stream the peer resets is gone at once, but its handler runs on
+	// (authorizing, dialing the application) until it notices, and a
+	// peer opening and resetting streams in a loop (rapid reset,
+	// CVE-2023-44487) would otherwise start handlers without bound.
+	limit := c.cfg.MaxConcurrentStreams
+	refuse := c.goAway || c.err != nil || uint32(len(c.streams)) >= limit || c.running.Load() >= int64(limit)
 	var s *Stream
 	if !refuse {
 		s = c.newStreamLocked(id, f.PseudoValue("authority"))
@@ -168,26 +174,24 @@ func (c *Conn) acceptLocked(f *http2.MetaHeadersFrame) error {
 		status = 400
 	}
 	if status != 0 {
-		// Queued, not written here: the reader never waits for the
-		// write lock.
+		// Through the control queue: the reader never waits for the
+		// write lock or the socket.
 		s.responded = true
 		c.mu.Lock()
 		s.sentEnd = true
 		c.mu.Unlock()
-		c.queueCtl(func(fr *http2.Framer) error {
-			c.hbuf.Reset()
-			c.henc.WriteField(hpackStatus(status))
-			return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true, EndStream: true})
-		})
+		c.queueCtl(ctlFrame{kind: ctlStatus, id: id, val: uint32(status)})
 		s.abort(&StatusError{Status: status})
 		return nil
 	}
 	if f.StreamEnded() {
 		s.receive(nil, 0, true)
 	}
+	c.running.Add(1)
 	c.handlers.Add(1)
 	go func() {
 		defer c.handlers.Done()
+		defer c.running.Add(-1)
 		defer s.Close()
 		c.cfg.Handler(s)
 	}()
@@ -229,14 +233,11 @@ func (c *Conn) onSettings(f *http2.SettingsFrame) error {
 	if err != nil {
 		return err
 	}
-	c.queueCtl(func(fr *http2.Framer) error {
-		if haveTableSize {
-			// The encoder is used under the write lock, which this runs
-			// under, before the acknowledgement as RFC 7541 requires.
-			c.henc.SetMaxDynamicTableSizeLimit(tableSize)
-		}
-		return fr.WriteSettingsAck()
-	})
+	if haveTableSize {
+		c.queueCtl(ctlFrame{kind: ctlSettingsAckTable, val: tableSize})
+	} else {
+		c.queueCtl(ctlFrame{kind: ctlSettingsAck})
+	}
 	return nil
 }
 
@@ -262,13 +263,53 @@ func (c *Conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	return nil
 }
 
-func (c *Conn) onReset(f *http2.RSTStreamFrame) {
+// onReset takes the peer's RST_STREAM. On the server, resets of streams
+// not answered yet are counted, and too many of them fail the connection
+// with errRapidReset.
+func (c *Conn) onReset(f *http2.RSTStreamFrame) error {
 	c.mu.Lock()
 	s := c.streams[f.StreamID]
 	c.mu.Unlock()
-	if s != nil {
-		s.peerReset(f.ErrCode)
+	if s == nil {
+		return nil
 	}
+	if c.server {
+		s.mu.Lock()
+		early := !s.responded
+		s.mu.Unlock()
+		if early && c.tooManyEarlyResets() {
+			return errRapidReset
+		}
+	}
+	s.peerReset(f.ErrCode)
+	return nil
+}
+
+// errRapidReset ends a connection whose client resets streams before
+// their answer faster than a client has reason to; the client is told
+// with GOAWAY ENHANCE_YOUR_CALM.
+var errRapidReset = errors.New("hbone: peer resets too many streams before their answer")
+
+// minEarlyResets is the least number of early resets (see
+// tooManyEarlyResets) allowed in a second, for small stream limits.
+const minEarlyResets = 100
+
+// tooManyEarlyResets counts a reset of a stream the handler has not
+// answered yet, and reports whether there were more than
+// MaxConcurrentStreams (at least minEarlyResets) in the current second.
+// The handler limit bounds what such resets cost at once, but each
+// stream still makes a handler start work (authorize, dial), so a peer
+// that keeps doing it is ended, as Go's, nghttp2's and Netty's fixes for
+// rapid reset do in their ways. A well-behaved client resets a stream
+// before its answer only when it gives up waiting for it, and has at
+// most MaxConcurrentStreams to give up on. Reader only.
+func (c *Conn) tooManyEarlyResets() bool {
+	now := time.Now()
+	if now.Sub(c.earlyResetsSince) >= time.Second {
+		c.earlyResetsSince, c.earlyResets = now, 0
+	}
+	c.earlyResets++
+	return c.earlyResets > max(c.cfg.MaxConcurrentStreams, minEarlyResets)
 }
 
 // onGoAway stops new streams; streams the server never processed (above

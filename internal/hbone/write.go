@@ -1,6 +1,45 @@
 package hbone
 
-import "golang.org/x/net/http2"
+import (
+	"errors"
+
+	"golang.org/x/net/http2"
+)
+
+// maxQueuedControlFrames bounds the control frames waiting for the socket,
+// the limit x/net/http2's server has: a peer that keeps causing frames
+// (PINGs and SETTINGS to acknowledge, frames answered with RST_STREAM) and
+// does not read would otherwise grow the queue without bound. A peer that
+// reads never comes near it: frames queue only while the socket is full,
+// and what a well-behaved peer causes in that time is a few per stream.
+const maxQueuedControlFrames = 10000
+
+// errControlFlood ends a connection whose control frames reached
+// maxQueuedControlFrames; the peer is told with GOAWAY ENHANCE_YOUR_CALM
+// if the socket takes it.
+var errControlFlood = errors.New("hbone: too many control frames queued for a peer that does not read")
+
+// ctlKind is the type of a queued control frame.
+type ctlKind uint8
+
+const (
+	ctlWindowUpdate     ctlKind = iota // WINDOW_UPDATE of val bytes on id (0: the connection)
+	ctlReset                           // RST_STREAM on id with code val
+	ctlPing                            // PING with data
+	ctlPingAck                         // PING ACK with data
+	ctlSettingsAck                     // SETTINGS ACK
+	ctlSettingsAckTable                // SETTINGS ACK, after the encoder's table size limit becomes val
+	ctlStatus                          // HEADERS :status val with END_STREAM on id
+)
+
+// ctlFrame is a control frame waiting to be written. Frames are queued as
+// values rather than closures so that queueing one does not allocate.
+type ctlFrame struct {
+	kind ctlKind
+	id   uint32
+	val  uint32
+	data [8]byte
+}
 
 // writeData writes one DATA frame. The caller has taken len(b) from the
 // send windows and keeps b no longer than the peer's frame size.
@@ -35,23 +74,124 @@ func (c *Conn) writeStatus(id uint32, status int, end bool) error {
 	return nil
 }
 
-// queueCtl has frame written as soon as possible without waiting for the
-// write lock: by this goroutine if the lock is free, else by the writer
-// that holds it or by the control goroutine. The reader sends everything
-// through here, so it never blocks behind a writer stuck on a full socket
-// (whose peer may be stuck the same way, waiting for this reader).
-func (c *Conn) queueCtl(frame func(*http2.Framer) error) {
+// queueCtl has a control frame written as soon as possible, and never
+// waits for the write lock or the socket; see sendCtl.
+func (c *Conn) queueCtl(f ctlFrame) {
+	if !c.pushCtl(&f, 0) {
+		return
+	}
+	c.sendCtl()
+}
+
+// windowUpdate queues WINDOW_UPDATE frames returning n bytes on the
+// stream id (0: none) and conn bytes on the connection (0: none).
+// Connection increments queued before the next write are merged into one
+// frame.
+func (c *Conn) windowUpdate(id uint32, n, conn int64) {
+	if n == 0 && conn == 0 {
+		return
+	}
+	var f *ctlFrame
+	if n > 0 {
+		f = &ctlFrame{kind: ctlWindowUpdate, id: id, val: uint32(n)}
+	}
+	if !c.pushCtl(f, conn) {
+		return
+	}
+	c.sendCtl()
+}
+
+// resetStream queues RST_STREAM for id.
+func (c *Conn) resetStream(id uint32, code http2.ErrCode) {
+	c.queueCtl(ctlFrame{kind: ctlReset, id: id, val: uint32(code)})
+}
+
+// pushCtl appends f (if not nil) to the control queue and adds conn to the
+// connection window to return. It reports false when the connection is
+// ending, or has just been failed because the queue is full.
+func (c *Conn) pushCtl(f *ctlFrame, conn int64) bool {
+	select {
+	case <-c.closing:
+		// Nothing more is written; fail's aborts come through here too.
+		return false
+	default:
+	}
 	c.ctlMu.Lock()
-	c.ctl = append(c.ctl, frame)
+	if f != nil {
+		if len(c.ctl)-c.ctlHead >= maxQueuedControlFrames {
+			c.ctlMu.Unlock()
+			c.goAwayAndFail(http2.ErrCodeEnhanceYourCalm, errControlFlood)
+			return false
+		}
+		c.ctl = append(c.ctl, *f)
+	}
+	// The connection window is at most connWindow, so the sum fits an
+	// increment.
+	c.ctlConnWin += conn
 	c.ctlPending.Store(true)
 	c.ctlMu.Unlock()
+	return true
+}
+
+// popCtl takes the next control frame to write: the merged connection
+// window first, then the queue in order.
+func (c *Conn) popCtl() (ctlFrame, bool) {
+	c.ctlMu.Lock()
+	defer c.ctlMu.Unlock()
+	var f ctlFrame
+	switch {
+	case c.ctlConnWin > 0:
+		f = ctlFrame{kind: ctlWindowUpdate, val: uint32(c.ctlConnWin)}
+		c.ctlConnWin = 0
+	case c.ctlHead < len(c.ctl):
+		f = c.ctl[c.ctlHead]
+		c.ctlHead++
+		if c.ctlHead == len(c.ctl) {
+			// Emptied: append from the start again, in the same array
+			// unless a flood grew it.
+			c.ctl, c.ctlHead = c.ctl[:0], 0
+			if cap(c.ctl) > 256 {
+				c.ctl = nil
+			}
+		}
+	default:
+		c.ctlPending.Store(false)
+		return f, false
+	}
+	c.ctlPending.Store(c.ctlConnWin > 0 || c.ctlHead < len(c.ctl))
+	return f, true
+}
+
+// sendCtl writes the queued control frames from this goroutine when that
+// cannot block: the write lock is free and the socket has room for each
+// frame (writable). Otherwise it leaves them to the writer holding the
+// lock, or to the control goroutine.
+//
+// The reader sends its frames (window updates, acknowledgements, resets)
+// through here, and it must never block on the socket: a reader stuck in
+// a write stops reading, and if the peer's reader is stuck the same way,
+// each waits for the other to read and the connection deadlocks (until a
+// PING times out, if pings are on). Both sockets fill when both peers
+// send bulk data, so this is not far-fetched, and a peer that does not
+// read at all would stop this side's reader for as long as it likes. So a
+// frame is written here only after a zero-timeout poll found the socket
+// writable: a small write then completes at once. Where the socket cannot
+// be polled (not a TCP socket, or not Linux) every frame is handed to the
+// control goroutine.
+//
+// Writing here when possible keeps the common case cheap: a window update
+// goes out with one poll and one write, without waking another goroutine.
+func (c *Conn) sendCtl() {
 	if c.wmu.TryLock() {
-		err := c.flushCtlLocked()
+		stalled, err := c.flushCtl(true)
 		c.wmu.Unlock()
 		if err != nil {
 			c.fail(err)
+			return
 		}
-		return
+		if !stalled {
+			return
+		}
 	}
 	select {
 	case c.ctlKick <- struct{}{}:
@@ -59,26 +199,84 @@ func (c *Conn) queueCtl(frame func(*http2.Framer) error) {
 	}
 }
 
-// flushCtlLocked writes the queued control frames; c.wmu is held.
+// flushCtlLocked writes the queued control frames, waiting for the
+// socket; c.wmu is held.
 func (c *Conn) flushCtlLocked() error {
 	if !c.ctlPending.Load() {
 		return nil
 	}
-	c.ctlMu.Lock()
-	frames := c.ctl
-	c.ctl = nil
-	c.ctlPending.Store(false)
-	c.ctlMu.Unlock()
-	for _, f := range frames {
-		if err := f(c.wfr); err != nil {
-			return err
+	_, err := c.flushCtl(false)
+	return err
+}
+
+// Control frames are written in batches of up to this many bytes, one
+// write (and TLS record) each: up to ctlBatch when the write may wait, and
+// up to ctlProbedBatch after a poll found the socket writable, which is
+// room a write of that size is sure to find (writeProbe).
+const (
+	ctlBatch       = 16 << 10
+	ctlProbedBatch = 512
+)
+
+// flushCtl writes queued control frames; c.wmu is held. With probe, it
+// writes only when the socket is writable and otherwise stops, reporting
+// stalled, with the rest still queued.
+func (c *Conn) flushCtl(probe bool) (stalled bool, err error) {
+	limit := ctlBatch
+	if probe {
+		limit = ctlProbedBatch
+	}
+	for c.ctlPending.Load() {
+		if probe && !c.writable() {
+			return true, nil
+		}
+		c.cbuf.Reset()
+		for c.cbuf.Len() < limit {
+			f, ok := c.popCtl()
+			if !ok {
+				break
+			}
+			c.encodeCtl(&f)
+		}
+		if c.cbuf.Len() == 0 {
+			break
+		}
+		if _, err := c.nc.Write(c.cbuf.Bytes()); err != nil {
+			return false, err
 		}
 	}
-	return nil
+	return false, nil
+}
+
+// encodeCtl appends one control frame to c.cbuf; c.wmu is held. Writes
+// to the buffer cannot fail, and every frame queued is valid.
+func (c *Conn) encodeCtl(f *ctlFrame) {
+	switch f.kind {
+	case ctlWindowUpdate:
+		c.cfr.WriteWindowUpdate(f.id, f.val)
+	case ctlReset:
+		c.cfr.WriteRSTStream(f.id, http2.ErrCode(f.val))
+	case ctlPing:
+		c.cfr.WritePing(false, f.data)
+	case ctlPingAck:
+		c.cfr.WritePing(true, f.data)
+	case ctlSettingsAckTable:
+		// The encoder is used under the write lock, as here, and the
+		// limit must apply before the acknowledgement (RFC 7541 4.2):
+		// header blocks encoded from now on go out after it.
+		c.henc.SetMaxDynamicTableSizeLimit(f.val)
+		c.cfr.WriteSettingsAck()
+	case ctlSettingsAck:
+		c.cfr.WriteSettingsAck()
+	case ctlStatus:
+		c.hbuf.Reset()
+		c.henc.WriteField(hpackStatus(int(f.val)))
+		c.cfr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.id, BlockFragment: c.hbuf.Bytes(), EndHeaders: true, EndStream: true})
+	}
 }
 
 // writeCtl is the control goroutine: it writes queued frames that found
-// the write lock taken, until the connection ends.
+// the write lock taken or the socket full, until the connection ends.
 func (c *Conn) writeCtl() {
 	for {
 		select {
@@ -96,25 +294,6 @@ func (c *Conn) writeCtl() {
 	}
 }
 
-// windowUpdate queues WINDOW_UPDATE frames returning n bytes on the
-// stream id (0: none) and conn bytes on the connection (0: none).
-func (c *Conn) windowUpdate(id uint32, n, conn int64) {
-	if n == 0 && conn == 0 {
-		return
-	}
-	c.queueCtl(func(f *http2.Framer) error {
-		if conn > 0 {
-			if err := f.WriteWindowUpdate(0, uint32(conn)); err != nil {
-				return err
-			}
-		}
-		if n > 0 {
-			return f.WriteWindowUpdate(id, uint32(n))
-		}
-		return nil
-	})
-}
-
 // consumedConn accounts n bytes of DATA the connection no longer holds
 // and returns how many to give back to the peer now: the connection's
 // window is returned once half of it is used.
@@ -128,9 +307,4 @@ func (c *Conn) consumedConn(n int64) int64 {
 	back := c.recvUnacked.Swap(0)
 	c.recvAvail.Add(back)
 	return back
-}
-
-// resetStream queues RST_STREAM for id.
-func (c *Conn) resetStream(id uint32, code http2.ErrCode) {
-	c.queueCtl(func(f *http2.Framer) error { return f.WriteRSTStream(id, code) })
 }
