@@ -86,40 +86,13 @@ func TestLoopbackHTTP1(t *testing.T) {
 		}
 	})
 
-	// dial opens a tunnel to dst and returns it with a reader of its
-	// answers.
-	dial := func(t *testing.T, dst netip.AddrPort) (net.Conn, *bufio.Reader) {
-		t.Helper()
-		c, err := lb.p.Dial(context.Background(), "shop", "client", dst)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c, bufio.NewReader(c)
-	}
-	// do writes raw and reads one response to method.
-	do := func(t *testing.T, c net.Conn, br *bufio.Reader, method, raw string) (*http.Response, string) {
-		t.Helper()
-		if _, err := io.WriteString(c, raw); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, &http.Request{Method: method})
-		if err != nil {
-			t.Fatalf("read response: %v", err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatalf("read body: %v", err)
-		}
-		return resp, string(body)
-	}
 	host := "Host: app.shop\r\n"
 
 	t.Run("keep-alive reuses one application connection", func(t *testing.T) {
-		c, br := dial(t, app)
+		c := dialWire(t, lb, app)
 		var first string
 		for i := range 3 {
-			resp, body := do(t, c, br, "GET", "GET /conn HTTP/1.1\r\n"+host+"\r\n")
+			resp, body := c.do(t, "GET", "GET /conn HTTP/1.1\r\n"+host+"\r\n")
 			if resp.StatusCode != 200 {
 				t.Fatalf("request %d: %d", i, resp.StatusCode)
 			}
@@ -132,28 +105,28 @@ func TestLoopbackHTTP1(t *testing.T) {
 	})
 
 	t.Run("chunked request body", func(t *testing.T) {
-		c, br := dial(t, app)
-		resp, body := do(t, c, br, "POST", "POST /echo HTTP/1.1\r\n"+host+"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+		c := dialWire(t, lb, app)
+		resp, body := c.do(t, "POST", "POST /echo HTTP/1.1\r\n"+host+"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
 		if resp.StatusCode != 200 || !strings.Contains(body, "method=POST len=11") {
 			t.Fatalf("%d %q", resp.StatusCode, body)
 		}
 	})
 
 	t.Run("HEAD then GET on one connection", func(t *testing.T) {
-		c, br := dial(t, app)
-		resp, body := do(t, c, br, "HEAD", "HEAD /echo HTTP/1.1\r\n"+host+"\r\n")
+		c := dialWire(t, lb, app)
+		resp, body := c.do(t, "HEAD", "HEAD /echo HTTP/1.1\r\n"+host+"\r\n")
 		if resp.StatusCode != 200 || body != "" {
 			t.Fatalf("HEAD: %d %q", resp.StatusCode, body)
 		}
-		resp, body = do(t, c, br, "GET", "GET /echo HTTP/1.1\r\n"+host+"\r\n")
+		resp, body = c.do(t, "GET", "GET /echo HTTP/1.1\r\n"+host+"\r\n")
 		if resp.StatusCode != 200 || !strings.Contains(body, "method=GET") {
 			t.Fatalf("GET after HEAD: %d %q", resp.StatusCode, body)
 		}
 	})
 
 	t.Run("hop-by-hop headers stay behind", func(t *testing.T) {
-		c, br := dial(t, app)
-		resp, body := do(t, c, br, "GET", "GET /echo HTTP/1.1\r\n"+host+
+		c := dialWire(t, lb, app)
+		resp, body := c.do(t, "GET", "GET /echo HTTP/1.1\r\n"+host+
 			"Connection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nTe: trailers, deflate\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n")
 		for _, want := range []string{`secret=""`, `keepalive=""`, `ua=""`, `tehdr="trailers"`, `xff="192.0.2.1, 127.0.0.3"`, `xfh="app.shop"`} {
 			if !strings.Contains(body, want) {
@@ -166,14 +139,14 @@ func TestLoopbackHTTP1(t *testing.T) {
 	})
 
 	t.Run("expect 100-continue", func(t *testing.T) {
-		c, br := dial(t, app)
+		c := dialWire(t, lb, app)
 		io.WriteString(c, "POST /echo HTTP/1.1\r\n"+host+"Content-Length: 4\r\nExpect: 100-continue\r\n\r\n")
-		resp, err := http.ReadResponse(br, &http.Request{Method: "POST"})
+		resp, err := http.ReadResponse(c.br, &http.Request{Method: "POST"})
 		if err != nil || resp.StatusCode != 100 {
 			t.Fatalf("interim answer: %v %v, want 100", resp, err)
 		}
 		io.WriteString(c, "data")
-		resp, err = http.ReadResponse(br, &http.Request{Method: "POST"})
+		resp, err = http.ReadResponse(c.br, &http.Request{Method: "POST"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,9 +157,9 @@ func TestLoopbackHTTP1(t *testing.T) {
 	})
 
 	t.Run("streamed response arrives as it is written", func(t *testing.T) {
-		c, br := dial(t, app)
+		c := dialWire(t, lb, app)
 		io.WriteString(c, "GET /stream HTTP/1.1\r\n"+host+"\r\n")
-		resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+		resp, err := http.ReadResponse(c.br, &http.Request{Method: "GET"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,35 +175,35 @@ func TestLoopbackHTTP1(t *testing.T) {
 	})
 
 	t.Run("trailers pass", func(t *testing.T) {
-		c, br := dial(t, app)
-		resp, body := do(t, c, br, "GET", "GET /trailer HTTP/1.1\r\n"+host+"\r\n")
+		c := dialWire(t, lb, app)
+		resp, body := c.do(t, "GET", "GET /trailer HTTP/1.1\r\n"+host+"\r\n")
 		if body != "payload" || resp.Trailer.Get("X-Checksum") != "abc123" {
 			t.Fatalf("body %q trailer %v", body, resp.Trailer)
 		}
 	})
 
 	t.Run("upgrade", func(t *testing.T) {
-		c, br := dial(t, app)
+		c := dialWire(t, lb, app)
 		io.WriteString(c, "GET /upgrade HTTP/1.1\r\n"+host+"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-		resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+		resp, err := http.ReadResponse(c.br, &http.Request{Method: "GET"})
 		if err != nil || resp.StatusCode != 101 || resp.Header.Get("Upgrade") != "websocket" {
 			t.Fatalf("upgrade answer: %v %v", resp, err)
 		}
 		io.WriteString(c, "ping")
 		got := make([]byte, 4)
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
+		if _, err := io.ReadFull(c.br, got); err != nil || string(got) != "ping" {
 			t.Fatalf("echo after upgrade: %q %v", got, err)
 		}
 	})
 
 	t.Run("denied request with a body keeps the connection", func(t *testing.T) {
-		c, br := dial(t, app)
-		resp, body := do(t, c, br, "POST", "POST /denied HTTP/1.1\r\n"+host+"Content-Length: 5\r\n\r\nhello")
+		c := dialWire(t, lb, app)
+		resp, body := c.do(t, "POST", "POST /denied HTTP/1.1\r\n"+host+"Content-Length: 5\r\n\r\nhello")
 		if resp.StatusCode != 403 || body != "RBAC: access denied" {
 			t.Fatalf("denied: %d %q", resp.StatusCode, body)
 		}
-		resp, body = do(t, c, br, "GET", "GET /echo HTTP/1.1\r\n"+host+"\r\n")
+		resp, body = c.do(t, "GET", "GET /echo HTTP/1.1\r\n"+host+"\r\n")
 		if resp.StatusCode != 200 || !strings.Contains(body, "method=GET") {
 			t.Fatalf("after the denial: %d %q", resp.StatusCode, body)
 		}
@@ -242,12 +215,12 @@ func TestLoopbackHTTP1(t *testing.T) {
 			{"HTTP/1.0 client", "GET /echo HTTP/1.0\r\n" + host + "\r\n"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				c, br := dial(t, app)
-				resp, _ := do(t, c, br, "GET", tc.raw)
+				c := dialWire(t, lb, app)
+				resp, _ := c.do(t, "GET", tc.raw)
 				if resp.StatusCode != 200 || !resp.Close {
 					t.Fatalf("status %d close %v, want 200 and close", resp.StatusCode, resp.Close)
 				}
-				if _, err := br.ReadByte(); err != io.EOF {
+				if _, err := c.br.ReadByte(); err != io.EOF {
 					t.Fatalf("after the response: %v, want EOF", err)
 				}
 			})
@@ -255,36 +228,36 @@ func TestLoopbackHTTP1(t *testing.T) {
 	})
 
 	t.Run("application closing its connection does not close the client's", func(t *testing.T) {
-		c, br := dial(t, app)
-		resp, body := do(t, c, br, "GET", "GET /close HTTP/1.1\r\n"+host+"\r\n")
+		c := dialWire(t, lb, app)
+		resp, body := c.do(t, "GET", "GET /close HTTP/1.1\r\n"+host+"\r\n")
 		if resp.StatusCode != 200 || resp.Close || body != "bye" {
 			t.Fatalf("status %d close %v body %q, want 200, keep-alive, bye", resp.StatusCode, resp.Close, body)
 		}
-		resp, _ = do(t, c, br, "GET", "GET /conn HTTP/1.1\r\n"+host+"\r\n")
+		resp, _ = c.do(t, "GET", "GET /conn HTTP/1.1\r\n"+host+"\r\n")
 		if resp.StatusCode != 200 {
 			t.Fatalf("next request on a new application connection: %d", resp.StatusCode)
 		}
 	})
 
 	t.Run("malformed request", func(t *testing.T) {
-		c, br := dial(t, app)
-		resp, _ := do(t, c, br, "GET", "GARBAGE\r\n\r\n")
+		c := dialWire(t, lb, app)
+		resp, _ := c.do(t, "GET", "GARBAGE\r\n\r\n")
 		if resp.StatusCode != 400 || !resp.Close {
 			t.Fatalf("status %d close %v, want 400 and close", resp.StatusCode, resp.Close)
 		}
 	})
 
 	t.Run("oversized request head", func(t *testing.T) {
-		c, br := dial(t, app)
-		resp, _ := do(t, c, br, "GET", "GET /echo HTTP/1.1\r\n"+host+"X-Big: "+strings.Repeat("a", 100<<10)+"\r\n\r\n")
+		c := dialWire(t, lb, app)
+		resp, _ := c.do(t, "GET", "GET /echo HTTP/1.1\r\n"+host+"X-Big: "+strings.Repeat("a", 100<<10)+"\r\n\r\n")
 		if resp.StatusCode != 431 || !resp.Close {
 			t.Fatalf("status %d close %v, want 431 and close", resp.StatusCode, resp.Close)
 		}
 	})
 
 	t.Run("application not listening", func(t *testing.T) {
-		c, br := dial(t, dead)
-		resp, _ := do(t, c, br, "GET", "GET /echo HTTP/1.1\r\n"+host+"\r\n")
+		c := dialWire(t, lb, dead)
+		resp, _ := c.do(t, "GET", "GET /echo HTTP/1.1\r\n"+host+"\r\n")
 		if resp.StatusCode != 503 {
 			t.Fatalf("status %d, want 503", resp.StatusCode)
 		}
