@@ -335,6 +335,9 @@ func (h *http1Conn) forward(req *http.Request, target string, keep, retryable bo
 		if !h.endBody(body, true) {
 			return http.StatusBadGateway, 0, false
 		}
+		// A switched connection lives as long as its peers want, idle or
+		// not, as a plain TCP tunnel does.
+		h.timer.Stop()
 		return h.switchProtocols(upgrade, resp)
 	}
 	n, err := h.writeResponse(req, resp, &keep)
@@ -352,23 +355,31 @@ func (h *http1Conn) forward(req *http.Request, target string, keep, retryable bo
 
 // endBody waits for the goroutine writing a request body (body, from
 // roundTrip; nil when there is none) and reports whether the body went
-// whole to the application. When the response is complete and wait is
-// set, the body has bodyGrace to end; otherwise, or after that, both
-// connections are closed first, since neither can carry another request
-// with the body unfinished.
+// whole to the application. A body still being written gets bodyGrace to
+// end when wait is set (the response is complete); otherwise, or after
+// that, both connections are closed first, since neither can carry
+// another request with the body unfinished.
 func (h *http1Conn) endBody(body <-chan error, wait bool) bool {
 	if body == nil {
 		return true
+	}
+	done := func(err error) bool {
+		if err != nil {
+			h.dropUpstream()
+		}
+		return err == nil
+	}
+	select {
+	case err := <-body:
+		return done(err)
+	default:
 	}
 	if wait {
 		t := time.NewTimer(bodyGrace)
 		defer t.Stop()
 		select {
 		case err := <-body:
-			if err != nil {
-				h.dropUpstream()
-			}
-			return err == nil
+			return done(err)
 		case <-t.C:
 		}
 	}

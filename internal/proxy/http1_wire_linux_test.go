@@ -371,3 +371,32 @@ func TestLoopbackHTTP1StalledBody(t *testing.T) {
 		})
 	}
 }
+
+// TestLoopbackHTTP1UpgradeOutlivesIdleTimeout checks that the idle
+// timeout of a forwarded request does not end a WebSocket connection
+// once switched: it is a byte tunnel then, idle as long as its peers
+// like.
+func TestLoopbackHTTP1UpgradeOutlivesIdleTimeout(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	lb := mustLoopback(t, func(c *proxy.Config) { c.IdleTimeout = idle })
+	l, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http1App(nil)}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	c := dialWire(t, lb, netip.MustParseAddrPort(l.Addr().String()))
+	io.WriteString(c, "GET /upgrade HTTP/1.1\r\nHost: app.shop\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: "GET"})
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	time.Sleep(3 * idle)
+	io.WriteString(c, "ping")
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(c.br, got); err != nil || string(got) != "ping" {
+		t.Fatalf("echo after %v idle: %q %v", 3*idle, got, err)
+	}
+}
