@@ -117,6 +117,9 @@ func runMeshTrace(s Streams, o traceOpts, mo meshOpts, objs []*resource.Object, 
 			}
 			req.Header.Set("Authorization", "Bearer "+mo.jwt.raw)
 		}
+		if err := mesh.CheckMethod(req.Method); err != nil {
+			return UsageError("--method %q: the node rejects it with 400: %v", req.Method, err)
+		}
 		// The node matches and forwards the normalized path (Istio's
 		// default, BASE); so does the trace.
 		p, err := mesh.NormalizePath(req.Path, mesh.NormalizeBase)

@@ -125,6 +125,17 @@ func trace(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errw.String()
 }
 
+// TestMeshTraceRefusesWhatTheNodeRefuses checks that trace answers a
+// request the node would refuse with 400 before any policy (a method not
+// in upper case) with that, not with a policy's verdict.
+func TestMeshTraceRefusesWhatTheNodeRefuses(t *testing.T) {
+	code, out, errOut := trace(t, "-f", "testdata/mesh/namespaces.yaml,testdata/mesh/workloads.yaml",
+		"--from", "frontend/web", "--to", "backend/api", "--port", "8080", "--method", "get", "--path", "/api/v1/orders")
+	if code != 2 || !strings.Contains(errOut, `--method "get": the node rejects it with 400`) || out != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and the 400 named", code, out, errOut)
+	}
+}
+
 // TestMeshTraceOffline checks that trace never fetches a jwksUri: the keys
 // are served, yet the server sees no request and the trace says why the
 // signature was not checked.
