@@ -56,6 +56,7 @@ func (n *Node) openMesh() error {
 		return err
 	}
 	m := &nodeMesh{authority: auth, certs: certs, members: map[endpoint.Key]proxy.Workload{}}
+	m.authz.PathNormalization = n.cfg.PathNormalization
 	empty := map[netip.Addr]meshDest{}
 	m.byAddr.Store(&empty)
 	m.proxy, err = proxy.New(proxy.Config{

@@ -23,6 +23,7 @@ import (
 	"github.com/rampartsec/rampart/internal/datapath"
 	"github.com/rampartsec/rampart/internal/endpoint"
 	"github.com/rampartsec/rampart/internal/identity"
+	"github.com/rampartsec/rampart/internal/mesh"
 	"github.com/rampartsec/rampart/internal/store"
 )
 
@@ -46,7 +47,11 @@ type Config struct {
 	// through the host instead of delivering it from one endpoint's veth
 	// into the other's namespace (datapath.Config.DisableLocalRedirect).
 	DisableLocalRedirect bool
-	Logger               *slog.Logger
+	// PathNormalization is the form the mesh proxy matches and forwards
+	// request paths in (Istio's meshConfig.pathNormalization; zero:
+	// BASE, Istio's default).
+	PathNormalization mesh.PathNormalization
+	Logger            *slog.Logger
 }
 
 // DefaultStateDir is the state directory of `rampart up`.

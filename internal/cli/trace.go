@@ -31,6 +31,7 @@ type traceOpts struct {
 	fromSA, toSA string
 	plaintext    bool
 	trustDomain  string
+	pathNorm     string
 }
 
 func newPolicyTraceCmd(s Streams) *cobra.Command {

@@ -121,8 +121,9 @@ func runMeshTrace(s Streams, o traceOpts, mo meshOpts, objs []*resource.Object, 
 			return UsageError("--method %q: the node rejects it with 400: %v", req.Method, err)
 		}
 		// The node matches and forwards the normalized path (Istio's
-		// default, BASE); so does the trace.
-		p, err := mesh.NormalizePath(req.Path, mesh.NormalizeBase)
+		// default, BASE, unless its --path-normalization says
+		// otherwise); so does the trace.
+		p, err := mesh.NormalizePath(req.Path, mo.pathNorm)
 		if err != nil {
 			return UsageError("--path %q: the node rejects it with 400: %v", req.Path, err)
 		}

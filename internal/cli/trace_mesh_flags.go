@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/rampartsec/rampart/internal/mesh"
 	"github.com/rampartsec/rampart/internal/policy"
 	"github.com/rampartsec/rampart/internal/posture"
 	"github.com/rampartsec/rampart/internal/resource"
@@ -27,6 +28,7 @@ func addMeshTraceFlags(cmd *cobra.Command, o *traceOpts) {
 	f.StringVar(&o.toSA, "to-service-account", "", "service account the destination runs as (default: its serviceAccountName, else default)")
 	f.BoolVar(&o.plaintext, "plaintext", false, "the source is not in the mesh: it connects in plaintext, without a principal")
 	f.StringVar(&o.trustDomain, "trust-domain", defaultTrustDomain, "trust domain of mesh principals")
+	f.StringVar(&o.pathNorm, "path-normalization", "BASE", "how the node normalizes --path before matching (its rampart up --path-normalization): BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE")
 }
 
 // meshOpts are the mesh flags, checked before any input is read.
@@ -35,6 +37,7 @@ type meshOpts struct {
 	fromSA, toSA string
 	plaintext    bool
 	trustDomain  string
+	pathNorm     mesh.PathNormalization
 	// meshOnly names the flags given that only mean something in the mesh.
 	meshOnly []string
 }
@@ -52,12 +55,16 @@ func parseMeshFlags(cmd *cobra.Command, o traceOpts) (meshOpts, error) {
 	if mo.trustDomain == "" || strings.ContainsAny(mo.trustDomain, "/: ") {
 		return mo, UsageError("--trust-domain %q: want a trust domain such as %s", mo.trustDomain, defaultTrustDomain)
 	}
+	var err error
+	if mo.pathNorm, err = mesh.ParsePathNormalization(o.pathNorm); err != nil {
+		return mo, UsageError("--path-normalization: %v", err)
+	}
 	tok, err := readJWT(cmd, o)
 	if err != nil {
 		return mo, err
 	}
 	mo.jwt = tok
-	for _, n := range []string{"jwt", "jwt-file", "plaintext", "trust-domain"} {
+	for _, n := range []string{"jwt", "jwt-file", "plaintext", "trust-domain", "path-normalization"} {
 		if cmd.Flags().Changed(n) {
 			mo.meshOnly = append(mo.meshOnly, "--"+n)
 		}

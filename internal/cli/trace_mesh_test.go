@@ -129,10 +129,36 @@ func trace(t *testing.T, args ...string) (int, string, string) {
 // request the node would refuse with 400 before any policy (a method not
 // in upper case) with that, not with a policy's verdict.
 func TestMeshTraceRefusesWhatTheNodeRefuses(t *testing.T) {
-	code, out, errOut := trace(t, "-f", "testdata/mesh/namespaces.yaml,testdata/mesh/workloads.yaml",
-		"--from", "frontend/web", "--to", "backend/api", "--port", "8080", "--method", "get", "--path", "/api/v1/orders")
-	if code != 2 || !strings.Contains(errOut, `--method "get": the node rejects it with 400`) || out != "" {
-		t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and the 400 named", code, out, errOut)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--method", "get", "--path", "/api/v1/orders"}, `--method "get": the node rejects it with 400`},
+		{[]string{"--path", "/api/%00"}, `--path "/api/%00": the node rejects it with 400`},
+		{[]string{"--path", "/api", "--path-normalization", "STRICT"}, `--path-normalization: path normalization "STRICT": want one of BASE, NONE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES`},
+	} {
+		args := append([]string{"-f", "testdata/mesh/namespaces.yaml,testdata/mesh/workloads.yaml",
+			"--from", "frontend/web", "--to", "backend/api", "--port", "8080"}, tc.args...)
+		code, out, errOut := trace(t, args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) || out != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and %q", tc.args, code, out, errOut, tc.want)
+		}
+	}
+}
+
+// TestMeshTracePathNormalization checks that trace matches the path in
+// the form the node is configured to, as the node does.
+func TestMeshTracePathNormalization(t *testing.T) {
+	for _, tc := range []struct{ mode, want string }{
+		{"BASE", "HTTP       GET //api/v1/orders"},
+		{"MERGE_SLASHES", "HTTP       GET //api/v1/orders (normalized to /api/v1/orders)"},
+	} {
+		code, out, errOut := trace(t, "-f", "testdata/mesh/namespaces.yaml,testdata/mesh/workloads.yaml",
+			"--from", "frontend/web", "--to", "backend/api", "--port", "8080", "--method", "GET", "--path", "//api/v1/orders",
+			"--path-normalization", tc.mode)
+		if code != 0 || !strings.Contains(out, tc.want+"\n") {
+			t.Errorf("%s: exit %d, stderr %q, output:\n%s\nwant a line %q", tc.mode, code, errOut, out, tc.want)
+		}
 	}
 }
 

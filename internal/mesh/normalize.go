@@ -2,6 +2,8 @@ package mesh
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -18,6 +20,32 @@ const (
 	NormalizeMergeSlashes                                   // BASE, then "//" to "/"
 	NormalizeDecodeAndMergeSlashes                          // %2F and %5C decoded first, then MERGE_SLASHES
 )
+
+// pathNormalizationNames are the options' names in Istio's MeshConfig.
+var pathNormalizationNames = [...]string{
+	NormalizeBase:                  "BASE",
+	NormalizeNone:                  "NONE",
+	NormalizeMergeSlashes:          "MERGE_SLASHES",
+	NormalizeDecodeAndMergeSlashes: "DECODE_AND_MERGE_SLASHES",
+}
+
+func (n PathNormalization) String() string {
+	if n >= 0 && int(n) < len(pathNormalizationNames) {
+		return pathNormalizationNames[n]
+	}
+	return "PathNormalization(" + strconv.Itoa(int(n)) + ")"
+}
+
+// ParsePathNormalization returns the option Istio's MeshConfig names s
+// (meshConfig.pathNormalization.normalization), in any case.
+func ParsePathNormalization(s string) (PathNormalization, error) {
+	for i, name := range pathNormalizationNames {
+		if strings.EqualFold(s, name) {
+			return PathNormalization(i), nil
+		}
+	}
+	return 0, fmt.Errorf("path normalization %q: want one of %s", s, strings.Join(pathNormalizationNames[:], ", "))
+}
 
 // ErrBadPath means the request must be rejected with 400, as Istio rejects
 // a path containing %00.

@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/rampartsec/rampart/internal/mesh"
@@ -42,6 +43,30 @@ func TestNormalizePath(t *testing.T) {
 				t.Fatalf("NormalizePath(%q) = %q, %v; want %q, %v", tc.in, got, err, tc.want, tc.err)
 			}
 		})
+	}
+}
+
+func TestParsePathNormalization(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want mesh.PathNormalization
+		ok   bool
+	}{
+		{"BASE", mesh.NormalizeBase, true},
+		{"none", mesh.NormalizeNone, true},
+		{"MERGE_SLASHES", mesh.NormalizeMergeSlashes, true},
+		{"Decode_And_Merge_Slashes", mesh.NormalizeDecodeAndMergeSlashes, true},
+		{"", 0, false},
+		{"DEFAULT", 0, false},
+		{"MERGE-SLASHES", 0, false},
+	} {
+		got, err := mesh.ParsePathNormalization(tc.in)
+		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
+			t.Errorf("ParsePathNormalization(%q) = %v, %v; want %v, ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if tc.ok && !strings.EqualFold(got.String(), tc.in) {
+			t.Errorf("%v.String() = %q, want %q in any case", got, got.String(), tc.in)
+		}
 	}
 }
 

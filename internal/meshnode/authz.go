@@ -66,6 +66,11 @@ func (m Member) parsesHTTP(v *mesh.WorkloadView, port uint16) bool {
 // AuthorizationPolicy and Cilium rules.http. It implements
 // proxy.Authorizer.
 type Authorizer struct {
+	// PathNormalization is the form request paths are matched and
+	// forwarded in (Istio's meshConfig.pathNormalization); the zero
+	// value is Istio's default, BASE. Set it before the first request.
+	PathNormalization mesh.PathNormalization
+
 	snap atomic.Pointer[state]
 }
 
@@ -185,7 +190,7 @@ func (a *Authorizer) AuthorizeHTTP(r proxy.Request) (proxy.Decision, error) {
 	if err := mesh.CheckMethod(r.Method); err != nil {
 		return proxy.Decision{Status: http.StatusBadRequest, Body: "bad request method", Reason: err.Error()}, nil
 	}
-	path, err := mesh.NormalizePath(r.Path, mesh.NormalizeBase)
+	path, err := mesh.NormalizePath(r.Path, a.PathNormalization)
 	if err != nil {
 		return proxy.Decision{Status: http.StatusBadRequest, Body: "bad request path", Reason: err.Error()}, nil
 	}

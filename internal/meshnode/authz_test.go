@@ -178,6 +178,37 @@ func TestAuthorizeHTTP(t *testing.T) {
 	}
 }
 
+// TestAuthorizeHTTPPathNormalization checks that the configured
+// normalization decides what is matched and what is forwarded, as
+// Istio's meshConfig.pathNormalization does.
+func TestAuthorizeHTTPPathNormalization(t *testing.T) {
+	for _, tc := range []struct {
+		mode  mesh.PathNormalization
+		path  string
+		allow bool
+		fwd   string
+	}{
+		{mesh.NormalizeBase, "//public/a", false, ""}, // BASE keeps "//": "/public/.*" does not match
+		{mesh.NormalizeMergeSlashes, "//public/a", true, "/public/a"},
+		{mesh.NormalizeBase, "/x/..%2Fpublic/a", false, ""}, // %2F stays encoded: one segment
+		{mesh.NormalizeDecodeAndMergeSlashes, "/x/..%2Fpublic/a", true, "/public/a"},
+		{mesh.NormalizeNone, "/public/../admin", true, "/public/../admin"}, // what Istio's NONE does: matched as sent
+	} {
+		t.Run(tc.mode.String()+" "+tc.path, func(t *testing.T) {
+			a := setup(t)
+			a.PathNormalization = tc.mode
+			d, err := a.AuthorizeHTTP(proxy.Request{Connection: conn("10.0.0.11", "spiffe://cluster.local/ns/shop/sa/client", 9090),
+				Method: "GET", Host: "server", Path: tc.path, Header: http.Header{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allow != tc.allow || (tc.allow && d.Path != tc.fwd) {
+				t.Errorf("AuthorizeHTTP = %+v, want allow=%v forwarding %q", d, tc.allow, tc.fwd)
+			}
+		})
+	}
+}
+
 // TestUnknownWorkloadFailsClosed checks that a workload the snapshot does
 // not know is refused, and that PeerMode's zero answer is STRICT.
 func TestUnknownWorkloadFailsClosed(t *testing.T) {

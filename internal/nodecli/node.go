@@ -24,6 +24,7 @@ import (
 	"github.com/rampartsec/rampart/internal/agent"
 	"github.com/rampartsec/rampart/internal/api"
 	"github.com/rampartsec/rampart/internal/cli"
+	"github.com/rampartsec/rampart/internal/mesh"
 )
 
 // Main runs rampart-node with args and returns the process exit code.
@@ -57,6 +58,7 @@ func newUpCmd(s cli.Streams, socket *string) *cobra.Command {
 		cidr4, cidr6     string
 		logJSON, verbose bool
 		localRedirect    bool
+		pathNorm         string
 	)
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -79,6 +81,9 @@ place; "rampart down --cleanup" removes everything it created.`,
 			}
 			cfg.Socket = api.SocketPath(*socket)
 			cfg.DisableLocalRedirect = !localRedirect
+			if cfg.PathNormalization, err = mesh.ParsePathNormalization(pathNorm); err != nil {
+				return cli.UsageError("--path-normalization: %v", err)
+			}
 			level := slog.LevelInfo
 			if verbose {
 				level = slog.LevelDebug
@@ -106,6 +111,7 @@ place; "rampart down --cleanup" removes everything it created.`,
 	f.StringVar(&cfg.EtcdCert, "etcd-certfile", "", "client certificate for the external etcd")
 	f.StringVar(&cfg.EtcdKey, "etcd-keyfile", "", "client key for the external etcd")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9962", "loopback address of the Prometheus /metrics endpoint (empty: off)")
+	f.StringVar(&pathNorm, "path-normalization", "BASE", "how the mesh proxy normalizes request paths before matching and forwarding them, as Istio's meshConfig.pathNormalization: BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE")
 	f.BoolVar(&localRedirect, "local-redirect", true, "deliver traffic between endpoints from one endpoint's veth straight into the other's namespace (false: route it through the host)")
 	f.BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug records")
