@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/ca"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/rampartsec/rampart/internal/ca"
 )
 
 func TestOpenCreatesRootAndReloadsIt(t *testing.T) {

@@ -12,8 +12,9 @@ import (
 	"net/url"
 	"testing"
 
-	"github.com/rampartsec/rampart/internal/ca"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+
+	"github.com/rampartsec/rampart/internal/ca"
 )
 
 // FuzzSignCSR feeds SignCSR arbitrary requests. Invariants: it never

@@ -21,9 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/ca"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/rampartsec/rampart/internal/ca"
 )
 
 // t0 is where fake clocks start: a round second, so that lifetimes, which

@@ -5,8 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rampartsec/rampart/internal/ca"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/rampartsec/rampart/internal/ca"
 )
 
 func TestWorkloadID(t *testing.T) {

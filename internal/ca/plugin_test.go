@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/ca"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/rampartsec/rampart/internal/ca"
 )
 
 func pemCerts(certs ...*x509.Certificate) []byte {

@@ -19,9 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/ca"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/rampartsec/rampart/internal/ca"
 )
 
 var oidSAN = asn1.ObjectIdentifier{2, 5, 29, 17}

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartsec/rampart/internal/ca"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/rampartsec/rampart/internal/ca"
 )
 
 func TestVerifyPeer(t *testing.T) {

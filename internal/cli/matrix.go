@@ -85,7 +85,7 @@ func declaredPorts(repo *policy.Repository) []policy.PortProto {
 	var out []policy.PortProto
 	for _, e := range repo.Endpoints() {
 		for _, p := range e.Ports {
-			out = append(out, policy.PortProto{Port: p.Port, Proto: p.Proto})
+			out = append(out, policy.PortProto(p))
 		}
 	}
 	slices.SortFunc(out, func(a, b policy.PortProto) int {

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	apipath "k8s.io/apimachinery/pkg/api/validation/path"
+	"k8s.io/apimachinery/pkg/api/validate/content"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -33,7 +33,7 @@ func (v *validator) meta(m metav1.Object) {
 	case m.GetName() == "":
 		v.add("metadata.name", "name is required")
 	case v.pathNames:
-		if msgs := apipath.IsValidPathSegmentName(m.GetName()); len(msgs) > 0 {
+		if msgs := content.IsPathSegmentName(m.GetName()); len(msgs) > 0 {
 			v.add("metadata.name", "invalid name %q: %s", m.GetName(), strings.Join(msgs, "; "))
 		}
 	default:
