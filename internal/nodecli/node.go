@@ -69,9 +69,8 @@ Workloads are started with "rampart run". Stopping the node leaves enforcement i
 place; "rampart down --cleanup" removes everything it created.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if os.Geteuid() != 0 {
-				return &cli.ExitError{Code: 1, Err: errors.New("rampart up loads eBPF programs and creates network namespaces: run it as root")}
-			}
+			// Flags first: a mistake in them is worth knowing whoever
+			// runs the command.
 			var err error
 			if cfg.PodCIDR4, err = parseCIDR(cidr4, "--pod-cidr"); err != nil {
 				return err
@@ -79,11 +78,14 @@ place; "rampart down --cleanup" removes everything it created.`,
 			if cfg.PodCIDR6, err = parseCIDR(cidr6, "--pod-cidr6"); err != nil {
 				return err
 			}
-			cfg.Socket = api.SocketPath(*socket)
-			cfg.DisableLocalRedirect = !localRedirect
 			if cfg.PathNormalization, err = mesh.ParsePathNormalization(pathNorm); err != nil {
 				return cli.UsageError("--path-normalization: %v", err)
 			}
+			if os.Geteuid() != 0 {
+				return &cli.ExitError{Code: 1, Err: errors.New("rampart up loads eBPF programs and creates network namespaces: run it as root")}
+			}
+			cfg.Socket = api.SocketPath(*socket)
+			cfg.DisableLocalRedirect = !localRedirect
 			level := slog.LevelInfo
 			if verbose {
 				level = slog.LevelDebug
