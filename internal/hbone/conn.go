@@ -109,7 +109,6 @@ type Conn struct {
 	ctlConnWin int64
 	ctlPending atomic.Bool
 	ctlKick    chan struct{}
-	probe      *writeProbe // nil: the socket cannot be polled
 
 	// Receive windows of the connection: what the peer may still send,
 	// and what was consumed but not yet returned with WINDOW_UPDATE.
@@ -178,15 +177,20 @@ func newConn(nc net.Conn, server bool, cfg Config) *Conn {
 	c.fr.MaxHeaderListSize = maxHeaderListSize
 	c.wfr = http2.NewFramer(nc, nil)
 	c.cfr = http2.NewFramer(&c.cbuf, nil)
-	c.probe = newWriteProbe(nc)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.recvAvail.Store(connWindow)
+	// The timers are made unarmed and armed once stored: their functions
+	// use them, and may run as soon as they are armed.
 	if cfg.IdleTimeout > 0 {
-		c.idle = time.AfterFunc(cfg.IdleTimeout, c.closeIfIdle)
+		c.idle = time.AfterFunc(time.Hour, c.closeIfIdle)
+		c.idle.Stop()
+		c.idle.Reset(cfg.IdleTimeout)
 	}
 	c.lastRead.Store(time.Now().UnixNano())
 	if cfg.ReadIdleTimeout > 0 {
-		c.health = time.AfterFunc(cfg.ReadIdleTimeout, c.checkHealth)
+		c.health = time.AfterFunc(time.Hour, c.checkHealth)
+		c.health.Stop()
+		c.health.Reset(cfg.ReadIdleTimeout)
 	}
 	return c
 }
@@ -482,7 +486,3 @@ func (c *Conn) forgetLocked(s *Stream) {
 		go c.Close()
 	}
 }
-
-// writable reports whether a control frame can be written now without
-// waiting for the socket; c.wmu is held.
-func (c *Conn) writable() bool { return c.probe != nil && c.probe.writable() }

@@ -22,12 +22,10 @@
 //     only when that socket is full. Flow control bounds the queue.
 //   - Windows are large (1 MiB per stream, 4 MiB per connection) and are
 //     returned only when half is used, so WINDOW_UPDATE frames are rare.
-//   - The reader never waits for the write lock or the socket: it writes
-//     its frames (window updates, acknowledgements, resets) itself only
-//     when the lock is free and a zero-timeout poll finds room in the
-//     socket, and otherwise queues them for whoever holds the lock next,
-//     or for a small goroutine, so two peers blocked on full sockets cannot
-//     deadlock each other.
+//   - The reader never waits for the write lock or the socket: it queues
+//     its frames (window updates, acknowledgements, resets) for whoever
+//     holds the lock next, or for a small goroutine, so two peers blocked
+//     on full sockets cannot deadlock each other.
 //
 // Limits bound what a peer can make this side do. At most 10,000 control
 // frames wait for the socket (x/net/http2's limit): a peer that causes more

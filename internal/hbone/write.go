@@ -162,10 +162,8 @@ func (c *Conn) popCtl() (ctlFrame, bool) {
 	return f, true
 }
 
-// sendCtl writes the queued control frames from this goroutine when that
-// cannot block: the write lock is free and the socket has room for each
-// frame (writable). Otherwise it leaves them to the writer holding the
-// lock, or to the control goroutine.
+// sendCtl hands the queued control frames to the control goroutine, or
+// to a writer that takes the write lock first; it never writes itself.
 //
 // The reader sends its frames (window updates, acknowledgements, resets)
 // through here, and it must never block on the socket: a reader stuck in
@@ -173,26 +171,13 @@ func (c *Conn) popCtl() (ctlFrame, bool) {
 // each waits for the other to read and the connection deadlocks (until a
 // PING times out, if pings are on). Both sockets fill when both peers
 // send bulk data, so this is not far-fetched, and a peer that does not
-// read at all would stop this side's reader for as long as it likes. So a
-// frame is written here only after a zero-timeout poll found the socket
-// writable: a small write then completes at once. Where the socket cannot
-// be polled (not a TCP socket, or not Linux) every frame is handed to the
-// control goroutine.
-//
-// Writing here when possible keeps the common case cheap: a window update
-// goes out with one poll and one write, without waking another goroutine.
+// read at all would stop this side's reader for as long as it likes. A
+// write cannot be made safe here: even after poll(2) reports room, a
+// small write on a nearly full socket may take part of it, and the rest
+// then waits. Control frames are rare (windows are returned when half is
+// used, every 512 KiB of a stream), so the wake-up of another goroutine
+// costs nothing measurable.
 func (c *Conn) sendCtl() {
-	if c.wmu.TryLock() {
-		stalled, err := c.flushCtl(true)
-		c.wmu.Unlock()
-		if err != nil {
-			c.fail(err)
-			return
-		}
-		if !stalled {
-			return
-		}
-	}
 	select {
 	case c.ctlKick <- struct{}{}:
 	default:
@@ -205,33 +190,18 @@ func (c *Conn) flushCtlLocked() error {
 	if !c.ctlPending.Load() {
 		return nil
 	}
-	_, err := c.flushCtl(false)
-	return err
+	return c.flushCtl()
 }
 
-// Control frames are written in batches of up to this many bytes, one
-// write (and TLS record) each: up to ctlBatch when the write may wait, and
-// up to ctlProbedBatch after a poll found the socket writable, which is
-// room a write of that size is sure to find (writeProbe).
-const (
-	ctlBatch       = 16 << 10
-	ctlProbedBatch = 512
-)
+// ctlBatch is the most bytes of control frames written at once, in one
+// write (and TLS record).
+const ctlBatch = 16 << 10
 
-// flushCtl writes queued control frames; c.wmu is held. With probe, it
-// writes only when the socket is writable and otherwise stops, reporting
-// stalled, with the rest still queued.
-func (c *Conn) flushCtl(probe bool) (stalled bool, err error) {
-	limit := ctlBatch
-	if probe {
-		limit = ctlProbedBatch
-	}
+// flushCtl writes queued control frames; c.wmu is held.
+func (c *Conn) flushCtl() error {
 	for c.ctlPending.Load() {
-		if probe && !c.writable() {
-			return true, nil
-		}
 		c.cbuf.Reset()
-		for c.cbuf.Len() < limit {
+		for c.cbuf.Len() < ctlBatch {
 			f, ok := c.popCtl()
 			if !ok {
 				break
@@ -242,10 +212,10 @@ func (c *Conn) flushCtl(probe bool) (stalled bool, err error) {
 			break
 		}
 		if _, err := c.nc.Write(c.cbuf.Bytes()); err != nil {
-			return false, err
+			return err
 		}
 	}
-	return false, nil
+	return nil
 }
 
 // encodeCtl appends one control frame to c.cbuf; c.wmu is held. Writes
@@ -275,8 +245,8 @@ func (c *Conn) encodeCtl(f *ctlFrame) {
 	}
 }
 
-// writeCtl is the control goroutine: it writes queued frames that found
-// the write lock taken or the socket full, until the connection ends.
+// writeCtl is the control goroutine: it writes the queued frames no
+// writer took along, until the connection ends.
 func (c *Conn) writeCtl() {
 	for {
 		select {
