@@ -12,6 +12,7 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -36,7 +37,16 @@ import (
 //			tcp dport 15008 return
 //			counter redirect to :15006
 //		}
+//		chain transparent {
+//			type route hook output priority mangle; policy accept;
+//			meta mark & 0xfff == 0x53a ct mark set 0x53a
+//			ct mark 0x53a meta mark set 0x53a
+//		}
 //	}
+//
+// with, beside it, the policy rules "fwmark 0x53a/0xfff lookup 1338" for
+// IPv4 and IPv6 and that table's routes "local default dev lo"
+// (TransparentMark).
 //
 // output catches what the workload connects to, except the proxy's own
 // marked sockets and everything over loopback (the workload talking to
@@ -45,6 +55,8 @@ import (
 // tunnels to 15008. REDIRECT goes to 127.0.0.1/::1 (output) or the
 // receiving interface's address (prerouting), with conntrack keeping the
 // original destination for SO_ORIGINAL_DST. Only TCP is captured.
+// transparent returns the application's answers on the connections the
+// proxy made from a client's address to the proxy.
 const NFTableName = "rampart-proxy"
 
 // openNetns opens the namespace at path; the handle pins it for as long as
@@ -128,8 +140,13 @@ func installCapture(ns netns.NsHandle, ports Ports) error {
 		Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest,
 	})
+	tp := c.AddChain(&nftables.Chain{
+		Name: "transparent", Table: t, Type: nftables.ChainTypeRoute,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityMangle,
+	})
 	c.FlushChain(out)
 	c.FlushChain(pre)
+	c.FlushChain(tp)
 	add := func(ch *nftables.Chain, comment string, e ...expr.Any) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e, UserData: userdata.AppendString(nil, userdata.TypeComment, comment)})
 	}
@@ -147,8 +164,97 @@ func installCapture(ns netns.NsHandle, ports Ports) error {
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(ports.HBONE)}, ret)...)
 	add(pre, "inbound plaintext capture", append(append(tcpOnly(), &expr.Counter{}), redirect(ports.InboundPlaintext)...)...)
+	mark := binaryutil.NativeEndian.PutUint32(TransparentMark)
+	add(tp, "the proxy's connections from a client's address",
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(MarkMask), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mark},
+		&expr.Immediate{Register: 1, Data: mark},
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true})
+	add(tp, "the application's answers on them go back to the proxy",
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mark},
+		&expr.Immediate{Register: 1, Data: mark},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true})
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables table inet %s: %w", NFTableName, err)
+	}
+	return installTransparentRoutes(ns)
+}
+
+// transparentRoutes are the policy rules and routes that deliver packets
+// marked TransparentMark locally, for both families.
+func transparentRoutes(lo int) ([]*netlink.Rule, []*netlink.Route) {
+	var rules []*netlink.Rule
+	var routes []*netlink.Route
+	mask := MarkMask
+	for _, def := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
+		r := netlink.NewRule()
+		r.Family = unix.AF_INET
+		if def.Addr().Is6() {
+			r.Family = unix.AF_INET6
+		}
+		r.Mark, r.Mask = TransparentMark, &mask
+		r.Table, r.Priority = TransparentTable, transparentRulePriority
+		rules = append(rules, r)
+		routes = append(routes, &netlink.Route{
+			LinkIndex: lo, Dst: &net.IPNet{IP: def.Addr().AsSlice(), Mask: net.CIDRMask(0, def.Addr().BitLen())},
+			Table: TransparentTable, Type: unix.RTN_LOCAL, Scope: netlink.SCOPE_HOST,
+		})
+	}
+	return rules, routes
+}
+
+// installTransparentRoutes puts transparentRoutes into ns, replacing what
+// an earlier install left. A namespace without IPv6 gets the IPv4 half.
+func installTransparentRoutes(ns netns.NsHandle) error {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	rules, routes := transparentRoutes(lo.Attrs().Index)
+	for i := range rules {
+		if err := h.RouteReplace(routes[i]); err != nil {
+			if rules[i].Family == unix.AF_INET6 && errors.Is(err, unix.EAFNOSUPPORT) {
+				continue
+			}
+			return fmt.Errorf("route %v table %d: %w", routes[i].Dst, TransparentTable, err)
+		}
+		if err := h.RuleDel(rules[i]); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("replace rule fwmark %#x: %w", TransparentMark, err)
+		}
+		if err := h.RuleAdd(rules[i]); err != nil {
+			return fmt.Errorf("rule fwmark %#x lookup %d: %w", TransparentMark, TransparentTable, err)
+		}
+	}
+	return nil
+}
+
+// removeTransparentRoutes deletes what installTransparentRoutes added;
+// what is missing already is not an error.
+func removeTransparentRoutes(ns netns.NsHandle) error {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return nil // the namespace is going or gone
+	}
+	rules, routes := transparentRoutes(lo.Attrs().Index)
+	for i := range rules {
+		if err := h.RuleDel(rules[i]); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EAFNOSUPPORT) {
+			return fmt.Errorf("delete rule fwmark %#x: %w", TransparentMark, err)
+		}
+		if err := h.RouteDel(routes[i]); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EAFNOSUPPORT) {
+			return fmt.Errorf("delete route table %d: %w", TransparentTable, err)
+		}
 	}
 	return nil
 }
@@ -195,5 +301,5 @@ func removeCapture(ns netns.NsHandle) error {
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("delete nftables table inet %s: %w", NFTableName, err)
 	}
-	return nil
+	return removeTransparentRoutes(ns)
 }

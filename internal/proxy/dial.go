@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/rampartsec/rampart/internal/sockio"
 )
 
@@ -23,7 +25,25 @@ func (p *Proxy) dial(ctx context.Context, ws *workloadState, dst netip.AddrPort)
 			}
 		}
 	}
-	c, err := dialIn(ctx, ws.ns, src, dst)
+	return dialRaw(ctx, ws.ns, netip.AddrPortFrom(src, 0), false, dst)
+}
+
+// dialFrom connects to dst, the workload's application, from client's
+// address (dialIn, transparent), so that the application sees the
+// client as its peer, as it would without the mesh. In the proxy's own
+// namespace (loopback mode) and for a client of the other family it is
+// dial.
+func (p *Proxy) dialFrom(ctx context.Context, ws *workloadState, client, dst netip.AddrPort) (*sockio.Conn, error) {
+	src := client.Addr().Unmap()
+	if ws.own() || !src.IsValid() || src.IsUnspecified() || src.Is4() != dst.Addr().Is4() {
+		return p.dial(ctx, ws, dst)
+	}
+	return dialRaw(ctx, ws.ns, netip.AddrPortFrom(src, client.Port()), true, dst)
+}
+
+// dialRaw is dialIn returning a *sockio.Conn.
+func dialRaw(ctx context.Context, ns netns.NsHandle, src netip.AddrPort, transparent bool, dst netip.AddrPort) (*sockio.Conn, error) {
+	c, err := dialIn(ctx, ns, src, transparent, dst)
 	if err != nil {
 		return nil, err
 	}

@@ -26,35 +26,62 @@ import (
 // the namespace. A socket belongs to the namespace it was created in for
 // its whole life.
 //
-// A valid src is bound as the source address first; the proxy does that
-// only in its own namespace, where a workload's addresses are loopback
-// addresses that the kernel would not pick by itself.
-func dialIn(ctx context.Context, ns netns.NsHandle, src netip.Addr, dst netip.AddrPort) (*net.TCPConn, error) {
+// A valid src address is bound as the source address first. The proxy
+// does that in its own namespace, where a workload's addresses are
+// loopback addresses that the kernel would not pick by itself, and, with
+// transparent, in a workload's namespace to connect to its application
+// from a client's address (IP_TRANSPARENT, TransparentMark): the port is
+// the kernel's choice, but never src's own, whose tuple a redirected
+// connection from that client may hold in conntrack.
+func dialIn(ctx context.Context, ns netns.NsHandle, src netip.AddrPort, transparent bool, dst netip.AddrPort) (*net.TCPConn, error) {
 	family := unix.AF_INET
 	if dst.Addr().Is6() {
 		family = unix.AF_INET6
 	}
+	mark := SocketMark
+	if transparent {
+		mark = TransparentMark
+	}
 	var fd int
 	mk := func() error {
 		var err error
-		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
-		if err != nil {
-			return fmt.Errorf("socket: %w", err)
-		}
-		if src.IsValid() {
-			var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: src.As4()}
-			if src.Is6() {
-				sa = &unix.SockaddrInet6{Addr: src.As16()}
+		for attempt := 0; ; attempt++ {
+			fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+			if err != nil {
+				return fmt.Errorf("socket: %w", err)
+			}
+			if transparent {
+				level, opt := unix.SOL_IP, unix.IP_TRANSPARENT
+				if family == unix.AF_INET6 {
+					level, opt = unix.SOL_IPV6, unix.IPV6_TRANSPARENT
+				}
+				if err := unix.SetsockoptInt(fd, level, opt, 1); err != nil {
+					unix.Close(fd)
+					return fmt.Errorf("set IP_TRANSPARENT: %w", err)
+				}
+			}
+			if !src.Addr().IsValid() {
+				break
+			}
+			var sa unix.Sockaddr
+			if src.Addr().Is4() {
+				sa = &unix.SockaddrInet4{Addr: src.Addr().As4()}
+			} else {
+				sa = &unix.SockaddrInet6{Addr: src.Addr().As16()}
 			}
 			if err := unix.Bind(fd, sa); err != nil {
 				unix.Close(fd)
-				return fmt.Errorf("bind %s: %w", src, err)
+				return fmt.Errorf("bind %s: %w", src.Addr(), err)
 			}
+			if !transparent || attempt == 3 || boundPort(fd) != src.Port() {
+				break
+			}
+			unix.Close(fd) // the client's own port: take another
 		}
 		if ns == netns.None() {
 			return nil
 		}
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(SocketMark)); err != nil {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
 			unix.Close(fd)
 			return fmt.Errorf("set SO_MARK: %w", err)
 		}
@@ -74,6 +101,17 @@ func dialIn(ctx context.Context, ns netns.NsHandle, src netip.Addr, dst netip.Ad
 		return nil, fmt.Errorf("dial %s: %w", dst, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst), Err: err})
 	}
 	return c, nil
+}
+
+// boundPort returns the local port of the socket fd, 0 if unknown.
+func boundPort(fd int) uint16 {
+	switch sa := func() unix.Sockaddr { sa, _ := unix.Getsockname(fd); return sa }().(type) {
+	case *unix.SockaddrInet4:
+		return uint16(sa.Port)
+	case *unix.SockaddrInet6:
+		return uint16(sa.Port)
+	}
+	return 0
 }
 
 // connectFD connects the non-blocking socket fd to dst, waiting on the

@@ -255,3 +255,30 @@ func hasProxyTable(t testing.TB, m *member) bool {
 	}
 	return false
 }
+
+// transparentRules counts m's policy rules that route TransparentMark
+// to TransparentTable, over both families.
+func transparentRules(t testing.TB, m *member) int {
+	t.Helper()
+	ns, err := netns.GetFromPath(m.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	rules, err := h.RuleList(netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range rules {
+		if r.Mark == proxy.TransparentMark && r.Table == proxy.TransparentTable {
+			n++
+		}
+	}
+	return n
+}

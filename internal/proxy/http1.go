@@ -543,7 +543,7 @@ func writeBody(w *bufio.Writer, req *http.Request, out io.Writer) error {
 func (h *http1Conn) dialUpstream() error {
 	ctx, cancel := context.WithTimeout(h.ws.ctx, h.p.cfg.ConnectTimeout)
 	defer cancel()
-	up, err := h.p.dial(ctx, h.ws, h.rec.Destination)
+	up, err := h.p.dialFrom(ctx, h.ws, h.conn.Source, h.rec.Destination)
 	if err != nil {
 		return err
 	}

@@ -155,7 +155,7 @@ func (h *hboneHandler) serveStream(s *hbone.Stream) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ws.ctx, p.cfg.ConnectTimeout)
-	up, err := p.dial(ctx, ws, dst)
+	up, err := p.dialFrom(ctx, ws, h.src, dst)
 	cancel()
 	if err != nil {
 		rec.Allowed, rec.Error = true, err.Error()
@@ -251,7 +251,7 @@ func (p *Proxy) handlePlaintext(ws *workloadState, c net.Conn) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ws.ctx, p.cfg.ConnectTimeout)
-	up, err := p.dial(ctx, ws, dst)
+	up, err := p.dialFrom(ctx, ws, src, dst)
 	cancel()
 	if err != nil {
 		refuse("application refused the connection", err)

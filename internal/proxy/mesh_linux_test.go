@@ -96,6 +96,12 @@ func TestMeshHTTP(t *testing.T) {
 			if status != 200 || !strings.Contains(body, "path=/hello") {
 				t.Fatalf("GET %s: %d %q", url, status, body)
 			}
+			// The application sees the client as its peer, as without
+			// the mesh: the proxy connected from the client's address.
+			client := map[bool]netip.Addr{true: m.client.ip4, false: m.client.ip6}[fam.ip.Is4()]
+			if !strings.Contains(body, "remote="+net.JoinHostPort(client.String(), "")) {
+				t.Errorf("GET %s: the application's peer is not the client (%s): %q", url, client, body)
+			}
 			dst := netip.AddrPortFrom(fam.ip, 8080)
 			src := m.rec.wait(t, "outbound record", func(r proxy.Record) bool {
 				return r.Reporter == proxy.ReporterSource && r.Destination == dst
@@ -195,8 +201,9 @@ func TestMeshAuthorization(t *testing.T) {
 		t.Fatalf("denied request: %d %q, want 403 %q", status, body, "RBAC: access denied")
 	}
 	status, body = get(t, m.client.httpClient(), url+"/public")
-	if status != 200 || !strings.Contains(body, "xfcc=By="+serverPrincipal+";URI="+clientPrincipal) {
-		t.Fatalf("allowed request: %d %q", status, body)
+	if status != 200 || !strings.Contains(body, "xfcc=By="+serverPrincipal+";URI="+clientPrincipal) ||
+		!strings.Contains(body, "remote="+m.client.ip4.String()+":") {
+		t.Fatalf("allowed request: %d %q, want the client's XFCC and address", status, body)
 	}
 	r := m.rec.wait(t, "denied request", func(r proxy.Record) bool { return r.Kind == proxy.RecordRequest && r.Status == 403 })
 	if r.Policy != "test/deny-client-admin" || r.SourcePrincipal != clientPrincipal || r.Path != "/admin/users" || r.DestinationWorkload != "test/server" {
@@ -235,8 +242,8 @@ func TestPeerAuthentication(t *testing.T) {
 	m.authz.set(func(a *testAuthz) { a.peer[8080] = proxy.PeerPermissive })
 	m.rec.reset()
 	status, body := get(t, m.other.httpClient(), url)
-	if status != 200 || !strings.Contains(body, "path=/from-other") {
-		t.Fatalf("PERMISSIVE: %d %q", status, body)
+	if status != 200 || !strings.Contains(body, "path=/from-other") || !strings.Contains(body, "remote="+m.other.ip4.String()+":") {
+		t.Fatalf("PERMISSIVE: %d %q, want the path and the client's address", status, body)
 	}
 	r = m.rec.wait(t, "permissive record", func(r proxy.Record) bool { return r.Transport == proxy.TransportPlaintext })
 	if !r.Allowed || r.SourcePrincipal != "" || r.Source.Addr() != m.other.ip4 {
@@ -244,8 +251,8 @@ func TestPeerAuthentication(t *testing.T) {
 	}
 	// Plaintext capture works over IPv6 as well.
 	status, body = get(t, m.other.httpClient(), "http://"+hostPort(m.server.ip6, 8080)+"/from-other-v6")
-	if status != 200 || !strings.Contains(body, "path=/from-other-v6") {
-		t.Fatalf("PERMISSIVE over IPv6: %d %q", status, body)
+	if status != 200 || !strings.Contains(body, "path=/from-other-v6") || !strings.Contains(body, "remote=["+m.other.ip6.String()+"]:") {
+		t.Fatalf("PERMISSIVE over IPv6: %d %q, want the path and the client's address", status, body)
 	}
 	m.rec.wait(t, "permissive IPv6 record", func(r proxy.Record) bool {
 		return r.Transport == proxy.TransportPlaintext && r.Allowed && r.Source.Addr() == m.other.ip6 && r.Destination == netip.AddrPortFrom(m.server.ip6, 8080)
@@ -386,6 +393,10 @@ func TestWorkloadLifecycle(t *testing.T) {
 	if !hasProxyTable(t, m.server) || !hasProxyTable(t, m.client) {
 		t.Fatal("capture tables missing")
 	}
+	// Installed twice (the same workload again): one rule per family.
+	if n := transparentRules(t, m.server); n != 2 {
+		t.Fatalf("%d rules for the application's answers, want 2 (IPv4, IPv6)", n)
+	}
 	if err := m.p.RemoveWorkload("test", "server"); err != nil {
 		t.Fatal(err)
 	}
@@ -394,6 +405,9 @@ func TestWorkloadLifecycle(t *testing.T) {
 	}
 	if hasProxyTable(t, m.server) {
 		t.Fatal("table left after RemoveWorkload")
+	}
+	if n := transparentRules(t, m.server); n != 0 {
+		t.Fatalf("%d rules left after RemoveWorkload", n)
 	}
 	if _, err := m.other.dialer()(context.Background(), "tcp", hostPort(m.server.ip4, 15008)); err == nil {
 		t.Fatal("HBONE listener still open after RemoveWorkload")

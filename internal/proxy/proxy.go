@@ -42,6 +42,23 @@ const (
 	MarkMask   uint32 = 0xfff
 )
 
+// The application sees the client's address as its peer, as with
+// ztunnel's in-pod mode: the proxy connects to it from that address
+// (IP_TRANSPARENT) with TransparentMark on the socket. The capture table
+// gives the connection that mark in conntrack and the application's
+// answers the same packet mark, and a policy rule sends packets with it
+// to TransparentTable, whose one route delivers everything locally, so the
+// answers, addressed to the client, reach the proxy's socket instead of
+// leaving the namespace. The mark differs from SocketMark because the
+// proxy's connections to other workloads must leave it.
+const (
+	TransparentMark  uint32 = 0x53a
+	TransparentTable        = 0x53a
+	// transparentRulePriority comes before the main table (32766), as
+	// Istio's in-pod rule does.
+	transparentRulePriority = 32764
+)
+
 // Errors of the proxy, for errors.Is.
 var (
 	// ErrNotSupported is returned on operating systems without network

@@ -25,6 +25,6 @@ func installCapture(netns.NsHandle, Ports) error                     { return er
 func removeCapture(netns.NsHandle) error                             { return nil }
 func originalDst(net.Conn) (netip.AddrPort, error)                   { return netip.AddrPort{}, errOS }
 
-func dialIn(context.Context, netns.NsHandle, netip.Addr, netip.AddrPort) (*net.TCPConn, error) {
+func dialIn(context.Context, netns.NsHandle, netip.AddrPort, bool, netip.AddrPort) (*net.TCPConn, error) {
 	return nil, errOS
 }
