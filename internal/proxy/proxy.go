@@ -53,10 +53,10 @@ const (
 // proxy's connections to other workloads must leave it.
 const (
 	TransparentMark  uint32 = 0x53a
-	TransparentTable        = 0x53a
+	TransparentTable int    = 0x53a
 	// transparentRulePriority comes before the main table (32766), as
 	// Istio's in-pod rule does.
-	transparentRulePriority = 32764
+	transparentRulePriority int = 32764
 )
 
 // Errors of the proxy, for errors.Is.
