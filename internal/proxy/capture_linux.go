@@ -208,36 +208,41 @@ func transparentRoutes(lo int) ([]*netlink.Rule, []*netlink.Route) {
 // installTransparentRoutes puts transparentRoutes into ns, replacing what
 // an earlier install left. A namespace without IPv6 gets the IPv4 half.
 func installTransparentRoutes(ns netns.NsHandle) error {
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return fmt.Errorf("netlink: %w", err)
-	}
-	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("loopback: %w", err)
-	}
-	rules, routes := transparentRoutes(lo.Attrs().Index)
-	for i := range rules {
-		if err := h.RouteReplace(routes[i]); err != nil {
-			if rules[i].Family == unix.AF_INET6 && errors.Is(err, unix.EAFNOSUPPORT) {
-				continue
+	return withTransparentRoutes(ns, func(h *netlink.Handle, rule *netlink.Rule, route *netlink.Route) error {
+		if err := h.RouteReplace(route); err != nil {
+			if rule.Family == unix.AF_INET6 && errors.Is(err, unix.EAFNOSUPPORT) {
+				return nil
 			}
-			return fmt.Errorf("route %v table %d: %w", routes[i].Dst, TransparentTable, err)
+			return fmt.Errorf("route %v table %d: %w", route.Dst, TransparentTable, err)
 		}
-		if err := h.RuleDel(rules[i]); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := h.RuleDel(rule); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("replace rule fwmark %#x: %w", TransparentMark, err)
 		}
-		if err := h.RuleAdd(rules[i]); err != nil {
+		if err := h.RuleAdd(rule); err != nil {
 			return fmt.Errorf("rule fwmark %#x lookup %d: %w", TransparentMark, TransparentTable, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // removeTransparentRoutes deletes what installTransparentRoutes added;
 // what is missing already is not an error.
 func removeTransparentRoutes(ns netns.NsHandle) error {
+	return withTransparentRoutes(ns, func(h *netlink.Handle, rule *netlink.Rule, route *netlink.Route) error {
+		if err := h.RuleDel(rule); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EAFNOSUPPORT) {
+			return fmt.Errorf("delete rule fwmark %#x: %w", TransparentMark, err)
+		}
+		if err := h.RouteDel(route); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EAFNOSUPPORT) {
+			return fmt.Errorf("delete route table %d: %w", TransparentTable, err)
+		}
+		return nil
+	})
+}
+
+// withTransparentRoutes calls f with a netlink handle in ns for each
+// family's rule and route. A namespace without loopback is being torn
+// down: there is nothing to do in it.
+func withTransparentRoutes(ns netns.NsHandle, f func(*netlink.Handle, *netlink.Rule, *netlink.Route) error) error {
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
@@ -245,15 +250,12 @@ func removeTransparentRoutes(ns netns.NsHandle) error {
 	defer h.Close()
 	lo, err := h.LinkByName("lo")
 	if err != nil {
-		return nil // the namespace is going or gone
+		return nil
 	}
 	rules, routes := transparentRoutes(lo.Attrs().Index)
 	for i := range rules {
-		if err := h.RuleDel(rules[i]); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EAFNOSUPPORT) {
-			return fmt.Errorf("delete rule fwmark %#x: %w", TransparentMark, err)
-		}
-		if err := h.RouteDel(routes[i]); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EAFNOSUPPORT) {
-			return fmt.Errorf("delete route table %d: %w", TransparentTable, err)
+		if err := f(h, rules[i], routes[i]); err != nil {
+			return err
 		}
 	}
 	return nil
