@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
@@ -31,7 +30,7 @@ func TestQuickRun(t *testing.T) {
 	requirePrivileged(t)
 	configs := "a,b,c,d,e,f"
 	skip := func(cs, what string, err error) {
-		if os.Getenv("CI") == "true" {
+		if testenv.InCI() {
 			t.Fatalf("%s: %v (.ci/run installs it; CI must measure the comparison)", what, err)
 		}
 		for _, c := range strings.Split(cs, ",") {

@@ -32,7 +32,7 @@ func etcdBin(t testing.TB) string {
 		bin = defaultEtcdBin
 	}
 	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") == "true" {
+		if testenv.InCI() {
 			t.Fatalf("etcd binary: %v (CI must run hack/kube-testenv.sh build first)", err)
 		}
 		t.Skipf("skipping: no etcd binary at %s; build one with `sudo hack/kube-testenv.sh build` or set RAMPART_ETCD_BIN", bin)

@@ -48,7 +48,7 @@ var (
 // started per test binary and shared by all its tests, because start-up takes
 // seconds and tests isolate themselves by namespace. Building and starting
 // needs root (the cache lives under /var/cache), so without root the test is
-// skipped unless CI=true, where a silent skip would hide a broken setup and
+// skipped unless CI is set, where a silent skip would hide a broken setup and
 // every failure is fatal instead. Callers that use this must call StopKube
 // from TestMain after m.Run, or the servers outlive the test binary until the
 // script's watchdog notices.
@@ -57,8 +57,7 @@ func KubeConfigPath(t testing.TB) string {
 	if p := os.Getenv("RAMPART_KUBECONFIG"); p != "" {
 		return p
 	}
-	ci := os.Getenv("CI") == "true"
-	if os.Geteuid() != 0 && !ci {
+	if os.Geteuid() != 0 && !InCI() {
 		t.Skip("skipping: needs a real kube-apiserver; run as root (hack/kube-testenv.sh builds into /var/cache) or set RAMPART_KUBECONFIG")
 	}
 	kubeOnce.Do(startKube)

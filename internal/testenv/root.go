@@ -14,8 +14,12 @@ func RequireRoot(t testing.TB, need string) {
 	if os.Geteuid() == 0 {
 		return
 	}
-	if os.Getenv("CI") != "" {
+	if InCI() {
 		t.Fatalf("CI is set but the test is not running as root; it needs %s", need)
 	}
 	t.Skipf("needs root (%s); run as root, or with CI set to fail instead", need)
 }
+
+// InCI reports whether the tests run under CI (CI set to anything), where
+// a missing prerequisite must fail a test rather than skip it.
+func InCI() bool { return os.Getenv("CI") != "" }
