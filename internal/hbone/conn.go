@@ -179,20 +179,26 @@ func newConn(nc net.Conn, server bool, cfg Config) *Conn {
 	c.cfr = http2.NewFramer(&c.cbuf, nil)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.recvAvail.Store(connWindow)
-	// The timers are made unarmed and armed once stored: their functions
-	// use them, and may run as soon as they are armed.
-	if cfg.IdleTimeout > 0 {
+	return c
+}
+
+// startTimers arms the idle and health timers once the connection is set
+// up and before its reader starts: a connection that fails before that has
+// no timer to stop (and none whose Close would wait for a reader that
+// never ran). The timers are made unarmed and armed once stored, because
+// their functions use them and may run as soon as they are armed.
+func (c *Conn) startTimers() {
+	if c.cfg.IdleTimeout > 0 {
 		c.idle = time.AfterFunc(time.Hour, c.closeIfIdle)
 		c.idle.Stop()
-		c.idle.Reset(cfg.IdleTimeout)
+		c.idle.Reset(c.cfg.IdleTimeout)
 	}
 	c.lastRead.Store(time.Now().UnixNano())
-	if cfg.ReadIdleTimeout > 0 {
+	if c.cfg.ReadIdleTimeout > 0 {
 		c.health = time.AfterFunc(time.Hour, c.checkHealth)
 		c.health.Stop()
-		c.health.Reset(cfg.ReadIdleTimeout)
+		c.health.Reset(c.cfg.ReadIdleTimeout)
 	}
-	return c
 }
 
 // NewClient starts the client side of an HTTP/2 connection on nc (usually
@@ -213,6 +219,7 @@ func NewClient(nc net.Conn, cfg Config) (*Conn, error) {
 		nc.Close()
 		return nil, fmt.Errorf("hbone client preface: %w", err)
 	}
+	c.startTimers()
 	go c.run()
 	return c, nil
 }
@@ -230,7 +237,6 @@ func Serve(nc net.Conn, cfg Config) error {
 	var preface [len(http2.ClientPreface)]byte
 	if _, err := io.ReadFull(c.br, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
 		nc.Close()
-		c.stopIdle()
 		if err == nil {
 			err = errors.New("not an HTTP/2 client preface")
 		}
@@ -247,9 +253,9 @@ func Serve(nc net.Conn, cfg Config) error {
 	f.WriteWindowUpdate(0, connWindow-65535)
 	if _, err := nc.Write(b.Bytes()); err != nil {
 		nc.Close()
-		c.stopIdle()
 		return fmt.Errorf("hbone server settings: %w", err)
 	}
+	c.startTimers()
 	c.run()
 	c.handlers.Wait()
 	c.mu.Lock()

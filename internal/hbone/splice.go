@@ -1,9 +1,10 @@
 package hbone
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"sync"
-	"syscall"
 
 	"github.com/rampartsec/rampart/internal/sockio"
 )
@@ -13,18 +14,7 @@ import (
 type Socket interface {
 	io.ReadWriteCloser
 	CloseWrite() error
-	SyscallConn() (syscall.RawConn, error)
 }
-
-// tryWriter writes what fits into a socket without waiting.
-// *sockio.Conn is one; any other Socket is written through its RawConn.
-type tryWriter interface {
-	TryWrite(b []byte) (int, error)
-}
-
-type rawTryWriter struct{ rc syscall.RawConn }
-
-func (w rawTryWriter) TryWrite(b []byte) (int, error) { return sockio.TryWrite(w.rc, b) }
 
 // Splice joins the stream to tc until both directions ended, passing each
 // half-close on, and returns the bytes that went to tc (in) and came from
@@ -34,14 +24,19 @@ func (w rawTryWriter) TryWrite(b []byte) (int, error) { return sockio.TryWrite(w
 // either direction (a reset stream, a reset socket) aborts both, and is
 // returned. The caller closes tc afterwards.
 func (s *Stream) Splice(tc Socket) (in, out int64, err error) {
-	sink, ok := tc.(tryWriter)
+	// The reader's writes must not wait for room (sockio.Conn.TryWrite).
+	sink, ok := tc.(*sockio.Conn)
 	if !ok {
-		rc, err := tc.SyscallConn()
-		if err != nil {
+		t, isTCP := tc.(*net.TCPConn)
+		if !isTCP {
+			s.Close()
+			return 0, 0, fmt.Errorf("hbone splice: %T is not a TCP connection", tc)
+		}
+		if sink, err = sockio.New(t); err != nil {
 			s.Close()
 			return 0, 0, err
 		}
-		sink = rawTryWriter{rc}
+		tc = sink
 	}
 	s.mu.Lock()
 	s.sink = sink

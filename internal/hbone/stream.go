@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"golang.org/x/net/http2"
+
+	"github.com/rampartsec/rampart/internal/sockio"
 )
 
 var (
@@ -39,11 +41,11 @@ type Stream struct {
 	responded   bool      // server: Respond was called
 	pending     []byte    // received payload not yet delivered, from off
 	off         int
-	spare       []byte // the other buffer, while Splice writes one
-	recvEnd     bool   // END_STREAM received
-	rerr        error  // why the stream was aborted
-	draining    bool   // Splice is writing queued payload outside mu
-	sink        tryWriter
+	spare       []byte       // the other buffer, while Splice writes one
+	recvEnd     bool         // END_STREAM received
+	rerr        error        // why the stream was aborted
+	draining    bool         // Splice is writing queued payload outside mu
+	sink        *sockio.Conn // Splice's socket: the reader writes into it without waiting
 	sinkErr     error
 	delivered   int64 // payload written to the sink
 	recvAvail   int64 // stream receive window left

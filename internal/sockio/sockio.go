@@ -142,26 +142,6 @@ func (c *Conn) writeBuf(b []byte, wait bool) (int, syscall.Errno, error) {
 	return c.wn, c.werrno, err
 }
 
-// TryWrite is Conn.TryWrite for any socket's RawConn (it allocates a
-// closure per call; Conn's does not).
-func TryWrite(rc syscall.RawConn, b []byte) (int, error) {
-	var (
-		n     int
-		errno syscall.Errno
-	)
-	err := rc.Write(func(fd uintptr) bool {
-		n, errno = rawWrite(fd, b)
-		return true
-	})
-	if err != nil {
-		return 0, err
-	}
-	if errno != 0 && errno != syscall.EAGAIN {
-		return 0, errno
-	}
-	return n, nil
-}
-
 // ReadFrom and WriteTo hide the TCPConn's, which would bypass Read and
 // Write (and splice through a pipe with blocking system calls): io.Copy
 // then uses this type's Read and Write.
