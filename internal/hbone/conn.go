@@ -122,7 +122,6 @@ type Conn struct {
 	lastPeerID     uint32 // server: highest stream ID the client opened
 	sendWin        int64  // connection send window
 	peerInitWin    int64
-	peerMaxFrame   int
 	peerMaxStreams uint32
 	goAway         bool  // no new streams
 	err            error // why the connection ended; nil while live
@@ -163,7 +162,6 @@ func newConn(nc net.Conn, server bool, cfg Config) *Conn {
 		nextID:         1,
 		sendWin:        65535,
 		peerInitWin:    65535,
-		peerMaxFrame:   16384,
 		peerMaxStreams: initialPeerMaxStreams,
 		ctlKick:        make(chan struct{}, 1),
 		closing:        make(chan struct{}),

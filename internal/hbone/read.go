@@ -221,8 +221,6 @@ func (c *Conn) onSettings(f *http2.SettingsFrame) error {
 				}
 			}
 			c.sendCond.Broadcast()
-		case http2.SettingMaxFrameSize:
-			c.peerMaxFrame = int(st.Val)
 		case http2.SettingMaxConcurrentStreams:
 			c.peerMaxStreams = st.Val
 		case http2.SettingHeaderTableSize:

@@ -138,7 +138,8 @@ func (s *Stream) Write(b []byte) (int, error) {
 			c.mu.Unlock()
 			return written, errWriteClosed
 		}
-		n := int64(min(len(b), maxData, c.peerMaxFrame))
+		// maxData is below the smallest frame size a peer may set.
+		n := int64(min(len(b), maxData))
 		n = min(n, s.sendWin, c.sendWin)
 		s.sendWin -= n
 		c.sendWin -= n

@@ -57,7 +57,8 @@ func (c *Conn) writeData(id uint32, end bool, b []byte) error {
 	return nil
 }
 
-// writeHeaders writes a header block of response fields, or of trailers.
+// writeStatus writes a HEADERS frame with :status alone, ending the stream
+// if end.
 func (c *Conn) writeStatus(id uint32, status int, end bool) error {
 	c.wmu.Lock()
 	err := c.flushCtlLocked()
@@ -184,21 +185,13 @@ func (c *Conn) sendCtl() {
 	}
 }
 
-// flushCtlLocked writes the queued control frames, waiting for the
-// socket; c.wmu is held.
-func (c *Conn) flushCtlLocked() error {
-	if !c.ctlPending.Load() {
-		return nil
-	}
-	return c.flushCtl()
-}
-
 // ctlBatch is the most bytes of control frames written at once, in one
 // write (and TLS record).
 const ctlBatch = 16 << 10
 
-// flushCtl writes queued control frames; c.wmu is held.
-func (c *Conn) flushCtl() error {
+// flushCtlLocked writes the queued control frames, waiting for the
+// socket; c.wmu is held.
+func (c *Conn) flushCtlLocked() error {
 	for c.ctlPending.Load() {
 		c.cbuf.Reset()
 		for c.cbuf.Len() < ctlBatch {
