@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
 
 	"github.com/rampartsec/rampart/internal/sockio"
 )
@@ -84,13 +85,27 @@ func (p *Proxy) serveL7(ws *workloadState, c halfConn, conn Connection, rec Reco
 	h.br = bufio.NewReaderSize(h.rc, l7BufSize)
 	h.bw = bufio.NewWriterSize(writeCounter{c, &h.out}, l7BufSize)
 	idle := time.AfterFunc(p.cfg.IdleTimeout, func() { c.Close() })
-	head, err := h.br.Peek(len("PRI"))
+	h2c := startsWithPreface(h.br)
 	idle.Stop()
-	if err == nil && string(head) == "PRI" {
+	if h2c {
 		p.serveH2C(ws, c, h.br, conn, rec)
 		return
 	}
 	h.serve()
+}
+
+// startsWithPreface reports whether br starts with the whole HTTP/2
+// client preface, reading no further than the first byte that differs:
+// an HTTP/1.1 request whose method merely starts with "PRI" is served
+// here, not by net/http's server.
+func startsWithPreface(br *bufio.Reader) bool {
+	for n := 1; n <= len(http2.ClientPreface); n++ {
+		b, err := br.Peek(n)
+		if err != nil || b[n-1] != http2.ClientPreface[n-1] {
+			return false
+		}
+	}
+	return true
 }
 
 // http1Conn is one inspected HTTP/1.1 connection and its connection to

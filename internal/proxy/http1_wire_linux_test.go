@@ -192,6 +192,17 @@ func TestLoopbackHTTP1Wire(t *testing.T) {
 		}
 	})
 
+	t.Run("a method starting like the HTTP/2 preface is HTTP/1.1", func(t *testing.T) {
+		app, dst := startWireApp(t, answerOK)
+		c := dialWire(t, lb, dst)
+		if resp, body := c.do(t, "PRIX", "PRIX /a HTTP/1.1\r\n"+host+"\r\n"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+		if _, reqs := app.received(); len(reqs) != 1 || reqs[0] != "PRIX /a" {
+			t.Errorf("application got %q, want [PRIX /a]", reqs)
+		}
+	})
+
 	t.Run("responses without a body", func(t *testing.T) {
 		_, dst := startWireApp(t, func(_ int, r *http.Request) string {
 			switch r.URL.Path {

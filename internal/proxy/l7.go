@@ -80,24 +80,20 @@ type addrConn struct {
 func (a *addrConn) LocalAddr() net.Addr  { return a.local }
 func (a *addrConn) RemoteAddr() net.Addr { return a.remote }
 
-// serveHTTP serves HTTP (1.1, or 2 with prior knowledge) on c until the
+// serveHTTP serves prior-knowledge HTTP/2 on c until the
 // client closes it or the workload is removed, authorizing each request,
 // then emits the connection's record.
 func (p *Proxy) serveHTTP(ws *workloadState, c net.Conn, conn Connection, rec Record) {
 	cc := &countingConn{Conn: c}
 	h := &l7Handler{p: p, ws: ws, conn: conn, rec: rec}
-	rp := func(t http.RoundTripper) *httputil.ReverseProxy {
-		return &httputil.ReverseProxy{
-			Rewrite:       h.rewrite,
-			Transport:     t,
-			FlushInterval: -1,
-			ErrorLog:      discardLog,
-			ErrorHandler:  h.upstreamError,
-		}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:       h.rewrite,
+		Transport:     ws.upstream,
+		FlushInterval: -1,
+		ErrorLog:      discardLog,
+		ErrorHandler:  h.upstreamError,
 	}
-	h.rp, h.rp2 = rp(ws.upstream), rp(ws.upstream2)
 	var protos http.Protocols
-	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
 		Protocols:         &protos,
@@ -129,7 +125,7 @@ type l7Handler struct {
 	ws        *workloadState
 	conn      Connection
 	rec       Record
-	rp, rp2   *httputil.ReverseProxy // HTTP/1.1 and HTTP/2 requests
+	rp        *httputil.ReverseProxy
 	forwarded atomic.Bool
 }
 
@@ -167,11 +163,7 @@ func (h *l7Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.Int("status", status), slog.String("policy", d.Policy), slog.String("reason", d.Reason))
 	} else {
 		h.forwarded.Store(true)
-		if r.ProtoMajor == 2 {
-			h.rp2.ServeHTTP(sw, r)
-		} else {
-			h.rp.ServeHTTP(sw, r)
-		}
+		h.rp.ServeHTTP(sw, r)
 	}
 	rec.Status = sw.status
 	if rec.Status == 0 {
@@ -246,16 +238,12 @@ func (h *l7Handler) upstreamError(w http.ResponseWriter, r *http.Request, err er
 	w.WriteHeader(status)
 }
 
-// newUpstream returns a keep-alive transport of ws's L7 connections to
-// its applications, HTTP/1.1 or prior-knowledge HTTP/2; every connection
-// is dialled from inside ws's namespace with the proxy's mark.
-func (p *Proxy) newUpstream(ws *workloadState, h2c bool) *http.Transport {
+// newUpstream returns a keep-alive transport of ws's prior-knowledge
+// HTTP/2 connections to its applications (HTTP/1.1 has http1Conn); every
+// connection is dialled from inside ws's namespace with the proxy's mark.
+func (p *Proxy) newUpstream(ws *workloadState) *http.Transport {
 	var protos http.Protocols
-	if h2c {
-		protos.SetUnencryptedHTTP2(true)
-	} else {
-		protos.SetHTTP1(true)
-	}
+	protos.SetUnencryptedHTTP2(true)
 	return &http.Transport{
 		Protocols: &protos,
 		Proxy:     nil, // never an HTTP proxy from the agent's environment

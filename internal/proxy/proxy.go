@@ -192,11 +192,9 @@ type workloadState struct {
 	listeners []net.Listener
 	ctx       context.Context
 	cancel    context.CancelFunc
-	// upstream and upstream2 carry L7 requests to the workload's
-	// applications over HTTP/1.1 and over prior-knowledge HTTP/2 (h2c,
-	// what gRPC speaks), each request in the protocol it came in.
-	upstream  *http.Transport
-	upstream2 *http.Transport
+	// upstream carries prior-knowledge HTTP/2 (h2c, what gRPC speaks)
+	// to the workload's applications.
+	upstream *http.Transport
 
 	mu     sync.Mutex
 	conns  map[io.Closer]struct{}
@@ -314,7 +312,7 @@ func (p *Proxy) start(w Workload) (ws *workloadState, err error) {
 		ws.capture = true
 	}
 	ws.ctx, ws.cancel = context.WithCancel(context.Background())
-	ws.upstream, ws.upstream2 = p.newUpstream(ws, false), p.newUpstream(ws, true)
+	ws.upstream = p.newUpstream(ws)
 	return ws, nil
 }
 
@@ -364,7 +362,6 @@ func (p *Proxy) removeLocked(ws *workloadState) error {
 	// may have left an empty entry.
 	p.pool.closeSource(ws.w.Key())
 	ws.upstream.CloseIdleConnections()
-	ws.upstream2.CloseIdleConnections()
 	if !ws.own() {
 		ws.ns.Close()
 	}
