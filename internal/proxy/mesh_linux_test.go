@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rampartsec/rampart/internal/proxy"
@@ -393,9 +395,22 @@ func TestWorkloadLifecycle(t *testing.T) {
 	if !hasProxyTable(t, m.server) || !hasProxyTable(t, m.client) {
 		t.Fatal("capture tables missing")
 	}
-	// Installed twice (the same workload again): one rule per family.
+	// One rule per family, and still one after installing again, as a
+	// restarted node does in a namespace it served before.
 	if n := transparentRules(t, m.server); n != 2 {
 		t.Fatalf("%d rules for the application's answers, want 2 (IPv4, IPv6)", n)
+	}
+	ns, err := netns.GetFromPath(m.server.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = proxy.InstallTransparentRoutes(ns)
+	ns.Close()
+	if err != nil {
+		t.Fatalf("installing again: %v", err)
+	}
+	if n := transparentRules(t, m.server); n != 2 {
+		t.Fatalf("%d rules after installing again, want 2", n)
 	}
 	if err := m.p.RemoveWorkload("test", "server"); err != nil {
 		t.Fatal(err)
