@@ -3,9 +3,12 @@ package datapath
 import (
 	"fmt"
 	"net/netip"
+	"time"
 )
 
-func fromCTEntry(k *bpfCtKey, v *bpfCtEntry) CTEntry {
+// fromCTEntry converts a conntrack row; c converts its CLOCK_BOOTTIME
+// times (the datapath's clock, so that suspend does not freeze timeouts).
+func fromCTEntry(k *bpfCtKey, v *bpfCtEntry, c *bootClock) CTEntry {
 	src := bytesAddr(k.Family, k.Saddr)
 	dst := bytesAddr(k.Family, k.Daddr)
 	return CTEntry{
@@ -14,8 +17,8 @@ func fromCTEntry(k *bpfCtKey, v *bpfCtEntry) CTEntry {
 		Proto:        k.Proto,
 		Src:          netip.AddrPortFrom(src, fromBE16(k.Sport)),
 		Dst:          netip.AddrPortFrom(dst, fromBE16(k.Dport)),
-		Created:      bootTime(v.Created),
-		Expires:      bootTime(v.Expires),
+		Created:      c.time(v.Created),
+		Expires:      c.time(v.Expires),
 		RuleID:       v.RuleId,
 		PeerIdentity: Identity(v.PeerIdentity),
 		ProxyPort:    v.ProxyPort,
@@ -37,13 +40,15 @@ func (d *Datapath) Conntrack(fn func(CTEntry) bool) error {
 		k bpfCtKey
 		v bpfCtEntry
 	)
-	now := bootNow()
+	var c bootClock
+	c.at(time.Now())
+	now := c.boot
 	it := d.maps.Conntrack.Iterate()
 	for it.Next(&k, &v) {
 		if v.Expires < now {
 			continue
 		}
-		if !fn(fromCTEntry(&k, &v)) {
+		if !fn(fromCTEntry(&k, &v, &c)) {
 			return nil
 		}
 	}
@@ -63,11 +68,13 @@ func (d *Datapath) Conntrack(fn func(CTEntry) bool) error {
 // their next packets are then checked against policy as new (TCP without
 // SYN is dropped with ReasonCTNoEntry unless still allowed).
 func (d *Datapath) FlushConntrack(ep EndpointID, f CTFilter) (int, error) {
+	var c bootClock
+	c.at(time.Now())
 	return d.flushConntrack(func(k *bpfCtKey, v *bpfCtEntry) bool {
 		if EndpointID(k.Endpoint) != ep {
 			return false
 		}
-		e := fromCTEntry(k, v)
+		e := fromCTEntry(k, v, &c)
 		return f.Match(&e)
 	})
 }

@@ -239,16 +239,6 @@ func (d *Datapath) Stats() (Stats, error) {
 	return s, errors.Join(errs[:]...)
 }
 
-// bootTime converts CLOCK_BOOTTIME nanoseconds, which the datapath uses so
-// that suspend does not freeze timeouts, to wall-clock time.
-func bootTime(ns uint64) time.Time {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return time.Time{}
-	}
-	now := time.Now()
-	return now.Add(-time.Duration(ts.Nano() - int64(ns)))
-}
 
 // bootNow returns the current CLOCK_BOOTTIME in nanoseconds.
 func bootNow() uint64 {

@@ -56,6 +56,3 @@ type FlowReader struct{}
 func (*FlowReader) SetDeadline(time.Time) {}
 func (*FlowReader) Read() (Flow, error)   { return Flow{}, errOS }
 func (*FlowReader) Close() error          { return errOS }
-
-// DecodeFlow returns ErrNotSupported on this operating system.
-func DecodeFlow([]byte) (Flow, error) { return Flow{}, errOS }

@@ -108,18 +108,6 @@ func (c *bootClock) time(ns uint64) time.Time {
 // flowEventSize is sizeof(struct flow_event); TestLayouts pins it.
 const flowEventSize = 72
 
-// DecodeFlow decodes one raw flow event as written by the datapath.
-func DecodeFlow(raw []byte) (Flow, error) {
-	var (
-		c bootClock
-		f Flow
-	)
-	if err := decodeFlow(raw, c.at(time.Now()), &f); err != nil {
-		return Flow{}, err
-	}
-	return f, nil
-}
-
 // decodeFlow decodes struct flow_event field by field at its C offsets
 // (bpf/types.h). binary.Decode into the generated struct did the same by
 // reflection and cost about 1 µs per event, which on a node opening

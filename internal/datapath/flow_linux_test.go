@@ -9,7 +9,7 @@ import (
 )
 
 // referenceFlow decodes raw the slow, obviously right way: binary.Decode
-// into the struct bpf2go generated from the C, as DecodeFlow used to.
+// into the struct bpf2go generated from the C, as the reader once did.
 func referenceFlow(t *testing.T, raw []byte, c *bootClock) Flow {
 	t.Helper()
 	var ev bpfFlowEvent

@@ -512,11 +512,11 @@ func TestLocalDeliveryRows(t *testing.T) {
 	if err := d.StopLocalDelivery(ep); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := d.Endpoint(ep); len(got.Addrs) != 0 {
-		t.Errorf("after StopLocalDelivery: addresses %v", got.Addrs)
+	if got, err := d.Endpoint(ep); err != nil || len(got.Addrs) != 0 {
+		t.Errorf("after StopLocalDelivery: addresses %v, %v; want none", got.Addrs, err)
 	}
-	if got, _ := d.Endpoint(ep + 1); !slices.Equal(got.Addrs, other.Addrs) {
-		t.Errorf("other endpoint's addresses %v, want %v", got.Addrs, other.Addrs)
+	if got, err := d.Endpoint(ep + 1); err != nil || !slices.Equal(got.Addrs, other.Addrs) {
+		t.Errorf("other endpoint's addresses %v, %v; want %v", got.Addrs, err, other.Addrs)
 	}
 
 	// A datapath re-opened on the pins knows the rows and removes them.
