@@ -84,9 +84,9 @@ func (p *Proxy) serveL7(ws *workloadState, c halfConn, conn Connection, rec Reco
 	h.rc = &readCounter{r: c, n: &h.in}
 	h.br = bufio.NewReaderSize(h.rc, l7BufSize)
 	h.bw = bufio.NewWriterSize(writeCounter{c, &h.out}, l7BufSize)
-	idle := time.AfterFunc(p.cfg.IdleTimeout, func() { c.Close() })
+	h.timer = time.AfterFunc(p.cfg.IdleTimeout, h.abort)
 	h2c := startsWithPreface(h.br)
-	idle.Stop()
+	h.timer.Stop()
 	if h2c {
 		p.serveH2C(ws, c, h.br, conn, rec)
 		return
@@ -133,6 +133,9 @@ type http1Conn struct {
 	// http10 is set while answering an HTTP/1.0 request: such a client
 	// keeps its connection only when told so, and takes no 1xx answer.
 	http10 bool
+	// srcIP and xfcc are the forwarding headers' values of this
+	// connection, made at its first forwarded request.
+	srcIP, xfcc string
 
 	in, out   int64 // bytes from and to the client
 	forwarded bool
@@ -141,11 +144,10 @@ type http1Conn struct {
 
 func (h *http1Conn) serve() {
 	defer h.done()
-	// One timer, armed only while waiting: for the next request (the
-	// idle timeout), for the rest of its head (the header timeout) and
-	// for progress while it is forwarded. Closing the connections makes
-	// the pending read or write fail.
-	h.timer = time.AfterFunc(h.p.cfg.IdleTimeout, h.abort)
+	// One timer (made in serveL7), armed only while waiting: for the next
+	// request (the idle timeout), for the rest of its head (the header
+	// timeout) and for progress while it is forwarded. Closing the
+	// connections makes the pending read or write fail.
 	timer := h.timer
 	defer timer.Stop()
 	for {
@@ -737,7 +739,13 @@ func (h *http1Conn) writeSimple(status int, text string, close bool) {
 // X-Forwarded-For/-Host/-Proto, and X-Forwarded-Client-Cert with the
 // verified principals of an mTLS peer.
 func (h *http1Conn) setForwarded(req *http.Request) {
-	ip := h.conn.Source.Addr().String()
+	if h.srcIP == "" { // once per connection: neither changes
+		h.srcIP = h.conn.Source.Addr().String()
+		if h.conn.SourcePrincipal != "" {
+			h.xfcc = "By=" + h.rec.DestinationPrincipal + ";URI=" + h.conn.SourcePrincipal
+		}
+	}
+	ip := h.srcIP
 	if prior := req.Header["X-Forwarded-For"]; len(prior) > 0 {
 		ip = strings.Join(prior, ", ") + ", " + ip
 	}
@@ -745,8 +753,8 @@ func (h *http1Conn) setForwarded(req *http.Request) {
 	req.Header["X-Forwarded-Host"] = []string{req.Host}
 	req.Header["X-Forwarded-Proto"] = []string{"http"}
 	delete(req.Header, "X-Forwarded-Client-Cert")
-	if h.conn.SourcePrincipal != "" {
-		req.Header["X-Forwarded-Client-Cert"] = []string{"By=" + h.rec.DestinationPrincipal + ";URI=" + h.conn.SourcePrincipal}
+	if h.xfcc != "" {
+		req.Header["X-Forwarded-Client-Cert"] = []string{h.xfcc}
 	}
 }
 
