@@ -28,7 +28,7 @@ func addMeshTraceFlags(cmd *cobra.Command, o *traceOpts) {
 	f.StringVar(&o.toSA, "to-service-account", "", "service account the destination runs as (default: its serviceAccountName, else default)")
 	f.BoolVar(&o.plaintext, "plaintext", false, "the source is not in the mesh: it connects in plaintext, without a principal")
 	f.StringVar(&o.trustDomain, "trust-domain", defaultTrustDomain, "trust domain of mesh principals")
-	f.StringVar(&o.pathNorm, "path-normalization", "BASE", "how the node normalizes --path before matching (its rampart up --path-normalization): BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE")
+	f.StringVar(&o.pathNorm, "path-normalization", "BASE", "how the node normalizes --path before matching (its rampart up --path-normalization): "+mesh.PathNormalizationNames())
 }
 
 // meshOpts are the mesh flags, checked before any input is read.

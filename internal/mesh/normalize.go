@@ -36,6 +36,9 @@ func (n PathNormalization) String() string {
 	return "PathNormalization(" + strconv.Itoa(int(n)) + ")"
 }
 
+// PathNormalizationNames lists the options' names, for help texts.
+func PathNormalizationNames() string { return strings.Join(pathNormalizationNames[:], ", ") }
+
 // ParsePathNormalization returns the option Istio's MeshConfig names s
 // (meshConfig.pathNormalization.normalization), in any case.
 func ParsePathNormalization(s string) (PathNormalization, error) {
@@ -44,7 +47,7 @@ func ParsePathNormalization(s string) (PathNormalization, error) {
 			return PathNormalization(i), nil
 		}
 	}
-	return 0, fmt.Errorf("path normalization %q: want one of %s", s, strings.Join(pathNormalizationNames[:], ", "))
+	return 0, fmt.Errorf("path normalization %q: want one of %s", s, PathNormalizationNames())
 }
 
 // ErrBadPath means the request must be rejected with 400, as Istio rejects

@@ -113,7 +113,7 @@ place; "rampart down --cleanup" removes everything it created.`,
 	f.StringVar(&cfg.EtcdCert, "etcd-certfile", "", "client certificate for the external etcd")
 	f.StringVar(&cfg.EtcdKey, "etcd-keyfile", "", "client key for the external etcd")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9962", "loopback address of the Prometheus /metrics endpoint (empty: off)")
-	f.StringVar(&pathNorm, "path-normalization", "BASE", "how the mesh proxy normalizes request paths before matching and forwarding them, as Istio's meshConfig.pathNormalization: BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE")
+	f.StringVar(&pathNorm, "path-normalization", "BASE", "how the mesh proxy normalizes request paths before matching and forwarding them, as Istio's meshConfig.pathNormalization: "+mesh.PathNormalizationNames())
 	f.BoolVar(&localRedirect, "local-redirect", true, "deliver traffic between endpoints from one endpoint's veth straight into the other's namespace (false: route it through the host)")
 	f.BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug records")
