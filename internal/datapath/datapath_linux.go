@@ -239,7 +239,6 @@ func (d *Datapath) Stats() (Stats, error) {
 	return s, errors.Join(errs[:]...)
 }
 
-
 // bootNow returns the current CLOCK_BOOTTIME in nanoseconds.
 func bootNow() uint64 {
 	var ts unix.Timespec
